@@ -1,0 +1,154 @@
+"""Command line: ``python -m lib_vidsd {demo,frames,encode,probe,formats} …``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .config import EncodeOptions, FieldInfo, ReadOptions, describe
+from .errors import VidsdError
+from .progress import TextBar
+
+log = logging.getLogger("vidsd.cli")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+
+
+def _add_fields(parser: argparse.ArgumentParser, fields: list[FieldInfo], skip: Sequence[str] = ()) -> None:
+    """One option per config field: the config's doc, choices and default, nothing retyped here."""
+    for f in fields:
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        doc = f.doc + (f" (default: {f.default})" if f.default not in (None, False) else "")
+        if isinstance(f.default, bool):
+            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=doc)
+        elif f.name == "size":
+            parser.add_argument(flag, dest=f.name, type=_size, default=None, metavar="WxH", help=doc)
+        elif f.choices:
+            parser.add_argument(flag, dest=f.name, choices=f.choices, default=None, help=doc)
+        else:
+            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=doc)
+
+
+def _picked(args: argparse.Namespace, fields: list[FieldInfo]) -> dict[str, Any]:
+    """Options the user gave (the rest take the config's defaults during validation)."""
+    return {f.name: getattr(args, f.name) for f in fields if getattr(args, f.name, None) is not None}
+
+
+def _cmd_frames(args) -> int:
+    from .video import read_video, write_video
+
+    read_fields = describe(ReadOptions)
+    reader = read_video(args.source, **_picked(args, read_fields))
+    out = write_video(
+        reader, args.output, format="png", fps=reader.fps, total=reader.expected_frames, progress=TextBar("frames")
+    )
+    count = len(list(Path(out).glob("*.png")))
+    print(f"wrote {count} frames at {reader.fps:g} fps to {out}")
+    return 0
+
+
+def _cmd_encode(args) -> int:
+    from .video import read_video, write_video
+
+    reader = read_video(args.source, every=args.every or 1, max_frames=args.max_frames)
+    options = _picked(args, describe(EncodeOptions))
+    options.setdefault("fps", reader.fps)
+    out = write_video(reader, args.output, total=reader.expected_frames, progress=TextBar("encode"), **options)
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_probe(args) -> int:
+    from .video import probe
+
+    info = probe(args.source)
+    for key, value in info.__dict__.items():
+        print(f"{key}: {value}")
+    return 0
+
+
+def _cmd_formats(args) -> int:
+    from .video import available_formats, ffmpeg_exe
+
+    print(f"ffmpeg: {ffmpeg_exe()}")
+    for name in available_formats():
+        print(name)
+    return 0
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    written = run_demo(Path(args.output), frames=args.frames, fps=float(args.fps), progress=TextBar("demo"))
+    for w in written:
+        print(f"{w.format:9s} {w.frames:3d} frames {w.fps:6.2f} fps {w.bytes:9d} bytes  {w.path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lib_vidsd", description="vidsd: video tools for Stable Diffusion")
+    parser.add_argument("--version", action="version", version=f"vidsd {__version__}")
+    parser.add_argument("--ffmpeg", help="ffmpeg binary to use (default: VIDSD_FFMPEG, then imageio-ffmpeg's)")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("demo", help="render a synthetic clip and write it in every available format")
+    p.add_argument("-o", "--output", default="out/demo", help="folder for the files (default: out/demo)")
+    p.add_argument("--frames", type=int, default=24)
+    p.add_argument("--fps", default="12")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("frames", help="extract the frames of a video (or animation, or folder) as PNG files")
+    p.add_argument("source", help="video file, GIF/WEBP/APNG, or folder of images")
+    p.add_argument("-o", "--output", required=True, help="folder for the PNG frames")
+    _add_fields(p, describe(ReadOptions))
+    p.set_defaults(func=_cmd_frames)
+
+    p = sub.add_parser("encode", help="encode a folder of images (or a video) into a video file")
+    p.add_argument("source", help="folder of images, or a video/animation to re-encode")
+    p.add_argument("-o", "--output", required=True, help="output file (.mp4 .webm .gif .webp .png) or folder")
+    p.add_argument("--every", type=int, default=None, help="use every N-th input frame")
+    p.add_argument("--max-frames", type=int, default=None, help="use at most this many input frames")
+    _add_fields(p, describe(EncodeOptions))
+    p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser("probe", help="print frame rate, frame count, size, duration, audio and metadata")
+    p.add_argument("source")
+    p.set_defaults(func=_cmd_probe)
+
+    p = sub.add_parser("formats", help="list the output formats this ffmpeg can write")
+    p.set_defaults(func=_cmd_formats)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(logging, args.log_level), format="%(levelname)s %(name)s: %(message)s")
+    if args.ffmpeg:
+        from .video import set_ffmpeg_path
+
+        set_ffmpeg_path(args.ffmpeg)
+    try:
+        return args.func(args)
+    except VidsdError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

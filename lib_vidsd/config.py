@@ -1,0 +1,247 @@
+"""Every parameter of the suite, defined once: type, bounds, default and doc.
+
+The A1111 layer builds its widgets, infotext entries and API fields from these
+models; the CLI builds its options from them. Models use the pydantic v1 API
+(A1111 ships pydantic 1; under pydantic 2 the ``pydantic.v1`` shim is used).
+
+Use :func:`validate` to build a model: it applies defaults, then validates, and
+turns any failure into a :class:`~lib_vidsd.errors.ConfigError` naming the field,
+the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Optional, Tuple, Type, TypeVar
+
+try:  # pydantic 2 ships the v1 API under pydantic.v1
+    from pydantic.v1 import BaseModel, Extra, Field, ValidationError, validator
+except ImportError:  # pragma: no cover - pydantic 1 (A1111)
+    from pydantic import BaseModel, Extra, Field, ValidationError, validator
+
+from .errors import ConfigError
+
+M = TypeVar("M", bound="Params")
+
+MAX_FPS = 240.0
+MAX_SIDE = 8192
+
+
+class Choice(str, enum.Enum):
+    """A string enum whose members compare equal to their plain values."""
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def values(cls) -> list[str]:
+        return [m.value for m in cls]
+
+
+class VideoFormat(Choice):
+    GIF = "gif"
+    MP4 = "mp4"
+    WEBM = "webm"
+    WEBP = "webp"
+    APNG = "apng"
+    PNG = "png"  # a folder of numbered PNG frames
+
+
+class Codec(Choice):
+    H264 = "h264"
+    H265 = "h265"
+    VP9 = "vp9"
+    AV1 = "av1"
+
+
+class EvenMode(Choice):
+    """How odd frame sizes are made even for yuv420p codecs."""
+
+    PAD = "pad"
+    CROP = "crop"
+    SCALE = "scale"
+
+
+class GifDither(Choice):
+    NONE = "none"
+    BAYER = "bayer"
+    FLOYD_STEINBERG = "floyd_steinberg"
+    SIERRA2_4A = "sierra2_4a"
+
+
+class FitMode(Choice):
+    """How frames of another size are brought to the requested width × height."""
+
+    CROP = "crop"  # scale to cover, cut the centre
+    RESIZE = "resize"  # stretch
+    PAD = "pad"  # scale to fit, black borders
+
+
+class Params(BaseModel):
+    """Base of every parameter model: unknown keys are errors, assignments are validated."""
+
+    class Config:
+        extra = Extra.forbid
+        validate_assignment = True
+        use_enum_values = False
+        allow_mutation = True
+
+
+def parse_fps(value: Any) -> float:
+    """Accept a number or a ``"num/den"`` string (``"30000/1001"``) and return frames per second."""
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = float(Fraction(text))
+        except (ValueError, ZeroDivisionError):
+            raise ValueError("a number or num/den") from None
+    if isinstance(value, bool):
+        raise ValueError("a number")
+    return float(value)
+
+
+def fps_fraction(fps: float) -> Fraction:
+    """The exact rate to hand ffmpeg: 29.97 → 2997/100, 30000/1001 → 30000/1001."""
+    return Fraction(fps).limit_denominator(1001)
+
+
+class EncodeOptions(Params):
+    """How frames become a video file (``lib_vidsd.video.write_video``)."""
+
+    format: Optional[VideoFormat] = Field(
+        None, description="Container; taken from the file suffix when not given (.gif .mp4 .webm .webp .png)."
+    )
+    codec: Optional[Codec] = Field(
+        None, description="Video codec for MP4 (h264, h265, av1) and WEBM (vp9, av1); default h264 / vp9."
+    )
+    fps: float = Field(8.0, gt=0, le=MAX_FPS, description="Frames per second; fractions such as 30000/1001 work.")
+    crf: Optional[int] = Field(
+        None,
+        ge=0,
+        le=63,
+        description="Constant rate factor (lower is better). Defaults: H.264 23, H.265 28, VP9 34, AV1 28.",
+    )
+    preset: Optional[str] = Field(
+        None,
+        description="Encoder speed preset: H.264/H.265 ultrafast…veryslow (default medium); "
+        "VP9 deadline good/best/realtime; AV1 speed 0-13 (SVT-AV1) or 0-8 (libaom).",
+    )
+    loop: int = Field(0, ge=0, le=65535, description="How many times an animation plays; 0 plays forever.")
+    quality: int = Field(80, ge=0, le=100, description="WEBP quality (0-100) when not lossless.")
+    lossless: bool = Field(False, description="WEBP: encode losslessly.")
+    gif_palette: bool = Field(True, description="GIF: compute an optimal palette for the clip (palettegen).")
+    gif_dither: GifDither = Field(GifDither.SIERRA2_4A, description="GIF: dithering when mapping to the palette.")
+    gif_optimize: bool = Field(
+        False, description="GIF: re-code only the changed rectangle of each frame (smaller files)."
+    )
+    even: EvenMode = Field(EvenMode.PAD, description="Odd sizes for MP4/WEBM: pad, crop or scale to even.")
+    title: Optional[str] = Field(None, description="Title written into the file's metadata.")
+    comment: Optional[str] = Field(None, description="Comment/description written into the file's metadata.")
+    artist: Optional[str] = Field(None, description="Artist written into the file's metadata.")
+    audio_from: Optional[str] = Field(
+        None, description="A video whose audio track is added to the output (MP4/WEBM only)."
+    )
+
+    _fps = validator("fps", pre=True, allow_reuse=True)(parse_fps)
+
+    @validator("preset")
+    def _preset_not_blank(cls, value):
+        if value is not None and not value.strip():
+            return None
+        return value
+
+
+class ReadOptions(Params):
+    """How a video file or a folder of images becomes frames (``lib_vidsd.video.read_video``)."""
+
+    fps: Optional[float] = Field(
+        None, gt=0, le=MAX_FPS, description="Resample to this rate; the source rate when not given."
+    )
+    every: int = Field(1, ge=1, le=10000, description="Keep every N-th frame (after resampling).")
+    start: int = Field(0, ge=0, description="First frame to keep (index after resampling).")
+    end: Optional[int] = Field(None, ge=1, description="Stop before this frame index (after resampling).")
+    max_frames: Optional[int] = Field(None, ge=1, description="Keep at most this many frames.")
+    size: Optional[Tuple[int, int]] = Field(None, description="Fit every frame to width × height.")
+    fit: FitMode = Field(FitMode.CROP, description="How frames are fitted to `size`: crop, resize or pad.")
+
+    _fps = validator("fps", pre=True, allow_reuse=True)(lambda v: None if v is None else parse_fps(v))
+
+    @validator("size")
+    def _size_in_range(cls, value):
+        if value is not None:
+            w, h = value
+            if not (1 <= w <= MAX_SIDE and 1 <= h <= MAX_SIDE):
+                raise ValueError(f"width and height between 1 and {MAX_SIDE}")
+        return value
+
+    @validator("end")
+    def _end_after_start(cls, value, values):
+        if value is not None and value <= values.get("start", 0):
+            raise ValueError("greater than start")
+        return value
+
+
+# --- introspection shared by the CLI and the A1111 binding -----------------------------------
+
+
+@dataclass(frozen=True)
+class FieldInfo:
+    name: str
+    default: Any
+    doc: str
+    choices: tuple[str, ...] | None
+    minimum: float | None
+    maximum: float | None
+    kind: type
+
+
+def describe(model: Type[Params]) -> list[FieldInfo]:
+    """Name, default, doc, choices and bounds of every field of ``model``, in declaration order."""
+    out = []
+    for name, f in model.__fields__.items():
+        info = f.field_info
+        lo = getattr(info, "ge", None)
+        if lo is None:
+            lo = getattr(info, "gt", None)
+        hi = getattr(info, "le", None)
+        if hi is None:
+            hi = getattr(info, "lt", None)
+        kind = f.outer_type_ if f.outer_type_ is not None else f.type_
+        choices = tuple(f.type_.values()) if isinstance(f.type_, type) and issubclass(f.type_, Choice) else None
+        default = f.default.value if isinstance(f.default, Choice) else f.default
+        out.append(FieldInfo(name, default, info.description or "", choices, lo, hi, kind))
+    return out
+
+
+def _allowed_text(model: Type[Params], field: str, message: str) -> str:
+    for info in describe(model):
+        if info.name != field:
+            continue
+        if info.choices:
+            return ", ".join(info.choices)
+        if info.minimum is not None or info.maximum is not None:
+            lo = "" if info.minimum is None else f"{info.minimum:g}"
+            hi = "" if info.maximum is None else f"{info.maximum:g}"
+            return f"{lo}..{hi}"
+    return message
+
+
+def validate(model: Type[M], values: dict[str, Any] | None = None, **kwargs: Any) -> M:
+    """Build ``model`` from ``values`` and keyword arguments; errors become :class:`ConfigError`."""
+    data = dict(values or {})
+    data.update(kwargs)
+    try:
+        return model(**data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        loc = first.get("loc") or ("?",)
+        field = str(loc[0])
+        if first.get("type") == "value_error.extra":
+            known = ", ".join(model.__fields__)
+            raise ConfigError(field, data.get(field), f"known fields: {known}", "unknown field") from e
+        message = first.get("msg", "a valid value")
+        # a validator's own ValueError says best what is allowed; otherwise derive it from the field
+        allowed = message if first.get("type") == "value_error" else _allowed_text(model, field, message)
+        raise ConfigError(field, data.get(field), allowed) from e
