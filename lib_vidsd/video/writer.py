@@ -98,7 +98,10 @@ def _codec_args(preset: Preset, encoder: str, opts: EncodeOptions) -> list[str]:
     elif encoder == "gif":
         # plays → NETSCAPE count: once = no loop block, N plays = N - 1 repeats, 0 = forever
         count = 0 if opts.loop == 0 else (-1 if opts.loop == 1 else opts.loop - 1)
-        args += ["-loop", str(count)]
+        # optimised: only the changed rectangle is stored, unchanged pixels become transparent;
+        # plain: every frame complete (what editors that re-read frames expect)
+        flags = "+offsetting+transdiff" if opts.gif_optimize else "-offsetting-transdiff"
+        args += ["-loop", str(count), "-gifflags", flags]
     if preset.format is VideoFormat.MP4:
         args += ["-movflags", "+faststart"]
     return args
