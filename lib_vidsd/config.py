@@ -134,7 +134,8 @@ class EncodeOptions(Params):
     gif_palette: bool = Field(True, description="GIF: compute an optimal palette for the clip (palettegen).")
     gif_dither: GifDither = Field(GifDither.SIERRA2_4A, description="GIF: dithering when mapping to the palette.")
     gif_optimize: bool = Field(
-        False, description="GIF: store only the changed rectangle of each frame, unchanged pixels transparent (smaller files)."
+        False,
+        description="GIF: store only the changed rectangle of each frame, unchanged pixels transparent (smaller files).",
     )
     even: EvenMode = Field(EvenMode.PAD, description="Odd sizes for MP4/WEBM: pad, crop or scale to even.")
     title: Optional[str] = Field(None, description="Title written into the file's metadata.")

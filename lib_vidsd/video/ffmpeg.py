@@ -79,6 +79,28 @@ def stderr_tail(text: str | bytes, lines: int = 12) -> str:
     return "\n".join(kept[-lines:])
 
 
+def enlarge_pipe(fileobj, size: int = 1 << 20) -> None:
+    """Ask Linux for a 1 MiB pipe buffer (fewer context switches per frame); ignored elsewhere."""
+    try:
+        import fcntl
+
+        fcntl.fcntl(fileobj.fileno(), getattr(fcntl, "F_SETPIPE_SZ", 1031), size)
+    except (ImportError, OSError, ValueError):
+        pass
+
+
+def read_exact(stream, out) -> int:
+    """Fill the writable buffer ``out`` from the raw ``stream``; returns the bytes read (short at EOF)."""
+    view = memoryview(out).cast("B")
+    got = 0
+    while got < len(view):
+        n = stream.readinto(view[got:])
+        if not n:
+            break
+        got += n
+    return got
+
+
 def run(argv: list[str], *, timeout: float | None = None) -> subprocess.CompletedProcess:
     """Run ffmpeg (``argv`` without the binary) to completion, capturing its output."""
     exe = ffmpeg_exe()

@@ -19,7 +19,7 @@ def to_rgb(frame: Any, index: int = 0) -> np.ndarray:
     if isinstance(frame, Image.Image):
         if frame.mode != "RGB":
             frame = frame.convert("RGB")
-        return np.asarray(frame, dtype=np.uint8)
+        return np.array(frame, dtype=np.uint8)  # a writable copy
     arr = np.asarray(frame)
     if arr.ndim == 2:
         arr = np.repeat(arr[:, :, None], 3, axis=2)
@@ -47,7 +47,7 @@ def fit_frame(frame: np.ndarray, size: tuple[int, int], mode: FitMode | str = Fi
         return frame
     img = Image.fromarray(frame)
     if mode is FitMode.RESIZE:
-        return np.asarray(img.resize((w, h), Image.LANCZOS))
+        return np.array(img.resize((w, h), Image.LANCZOS))
     scale = max(w / src_w, h / src_h) if mode is FitMode.CROP else min(w / src_w, h / src_h)
     new_w = max(1, round(src_w * scale))
     new_h = max(1, round(src_h * scale))
@@ -55,7 +55,7 @@ def fit_frame(frame: np.ndarray, size: tuple[int, int], mode: FitMode | str = Fi
     if mode is FitMode.CROP:
         left = (new_w - w) // 2
         top = (new_h - h) // 2
-        return np.asarray(img.crop((left, top, left + w, top + h)))
+        return np.array(img.crop((left, top, left + w, top + h)))
     canvas = Image.new("RGB", (w, h))
     canvas.paste(img, ((w - new_w) // 2, (h - new_h) // 2))
-    return np.asarray(canvas)
+    return np.array(canvas)

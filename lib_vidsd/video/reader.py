@@ -320,19 +320,21 @@ class FrameReader:
         frame_bytes = w * h * 3
         with tempfile.TemporaryFile() as err:
             proc = subprocess.Popen(
-                [ffmpeg.ffmpeg_exe(), *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err
+                [ffmpeg.ffmpeg_exe(), *argv], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, bufsize=0
             )
+            ffmpeg.enlarge_pipe(proc.stdout)
             finished = False
             try:
                 got = 0
                 while True:
-                    buf = proc.stdout.read(frame_bytes)
-                    if len(buf) < frame_bytes:
-                        if buf:
+                    frame = np.empty((h, w, 3), np.uint8)  # a fresh, writable array per frame
+                    n = ffmpeg.read_exact(proc.stdout, frame)
+                    if n < frame_bytes:
+                        if n:
                             raise DecodeError(f"{self.path}: the last frame is incomplete (truncated file?)")
                         break
                     got += 1
-                    yield np.frombuffer(buf, dtype=np.uint8).reshape(h, w, 3)
+                    yield frame
                 rc = proc.wait()
                 finished = True
                 if rc != 0:

@@ -237,7 +237,8 @@ def write_video(
 def _stream(exe, argv, first, rest, total, progress, stop, width, height) -> None:
     log.debug("ffmpeg %s", " ".join(argv))
     with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([exe, *argv], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err)
+        proc = subprocess.Popen([exe, *argv], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=err, bufsize=0)
+        ffmpeg.enlarge_pipe(proc.stdin)
         count = 0
         try:
             frame = first
@@ -252,7 +253,7 @@ def _stream(exe, argv, first, rest, total, progress, stop, width, height) -> Non
                         "every frame must have the same size",
                     )
                 try:
-                    proc.stdin.write(frame.tobytes())
+                    _write_all(proc.stdin, memoryview(frame).cast("B"))
                 except (BrokenPipeError, OSError):
                     break  # ffmpeg died; its return code and stderr say why
                 count += 1
@@ -275,6 +276,13 @@ def _stream(exe, argv, first, rest, total, progress, stop, width, height) -> Non
             said = ffmpeg.stderr_tail(err.read())
             why = f"ffmpeg was killed by signal {-rc}" if rc < 0 else f"ffmpeg failed with exit code {rc}"
             raise EncodeError(f"{why} after {count} frames", said)
+
+
+def _write_all(stream, view: memoryview) -> None:
+    """Unbuffered pipes may take part of a buffer per call."""
+    while view:
+        n = stream.write(view)
+        view = view[n:]
 
 
 def _png_info(opts: EncodeOptions, text: str | None) -> PngImagePlugin.PngInfo:
