@@ -93,7 +93,8 @@ def _cmd_demo(args) -> int:
 
     written = run_demo(Path(args.output), frames=args.frames, fps=float(args.fps), progress=TextBar("demo"))
     for w in written:
-        print(f"{w.format:9s} {w.frames:3d} frames {w.fps:6.2f} fps {w.bytes:9d} bytes  {w.path}")
+        rate = f"{w.fps:6.2f} fps" if w.fps else "  (frames)"
+        print(f"{w.format:9s} {w.frames:3d} frames {rate} {w.bytes:9d} bytes  {w.path}")
     return 0
 
 

@@ -60,7 +60,7 @@ class Written:
     path: Path
     bytes: int
     frames: int
-    fps: float
+    fps: float | None
 
 
 def run_demo(
@@ -82,6 +82,7 @@ def run_demo(
         )
         info = probe(path)
         size = sum(f.stat().st_size for f in path.iterdir()) if path.is_dir() else path.stat().st_size
-        written.append(Written(name, path, size, info.frame_count, info.fps))
+        fps_read = None if info.kind == "folder" else info.fps  # a folder of frames has no rate
+        written.append(Written(name, path, size, info.frame_count, fps_read))
         progress(k + 1, len(names), name)
     return written

@@ -87,6 +87,7 @@ class TextBar:
         self._min_gap = 1.0 / max_rate
         self._last = 0.0
         self._ended = False
+        self._width_drawn = 0
 
     def __call__(self, done: int, total: int | None, text: str = "") -> None:
         now = time.monotonic()
@@ -97,12 +98,19 @@ class TextBar:
         if total:
             filled = int(self.width * min(done, total) / total)
             bar = "#" * filled + "-" * (self.width - filled)
-            line = f"\r{self.label} [{bar}] {done}/{total}"
+            line = f"{self.label} [{bar}] {done}/{total}"
         else:
-            line = f"\r{self.label} {done}"
+            line = f"{self.label} {done}"
         if text:
             line += f" {text}"
-        self.stream.write(line)
+        interactive = getattr(self.stream, "isatty", lambda: False)()
+        if interactive:  # redraw in place, padding over a longer previous line
+            self.stream.write("\r" + line.ljust(self._width_drawn))
+            self._width_drawn = len(line)
+        elif not final:
+            return  # a log file gets the final line only
+        else:
+            self.stream.write(line)
         if final and not self._ended:
             self.stream.write("\n")
             self._ended = True
