@@ -8,7 +8,8 @@ import logging
 
 from modules import shared
 
-from lib_vidsd.video import set_ffmpeg_path
+from lib_vidsd.errors import VidsdError
+from lib_vidsd.video import ffmpeg_exe, set_ffmpeg_path
 
 _HANDLER_NAME = "vidsd-console"
 
@@ -23,6 +24,10 @@ def apply_flags(cmd_opts) -> None:
         handler.setFormatter(logging.Formatter("[vidsd] %(levelname)s %(name)s: %(message)s"))
         logger.addHandler(handler)
     logger.propagate = False
+    try:
+        logger.debug("ffmpeg: %s", ffmpeg_exe())
+    except VidsdError as e:  # say it now rather than at the first video
+        logger.error("%s", e)
 
 
 apply_flags(shared.cmd_opts)
