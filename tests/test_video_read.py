@@ -178,3 +178,21 @@ def test_rgba_and_float_frames_accepted(tmp_path):
     back = list(read_video(path))
     assert tuple(back[0][0, 0]) == (200, 0, 0) and tuple(back[1][0, 0]) == (128, 128, 128)
     assert tuple(back[2][0, 0]) == (77, 77, 77)
+
+
+@pytest.mark.parametrize("suffix", [".mp4", ".webm", ".gif", ".png", ".webp"])
+@pytest.mark.parametrize("fps, expected", [(6, list(range(0, 24, 2))), (5, [0, 2, 4, 7, 9, 12, 14, 16, 19, 21])])
+def test_resampling_is_the_same_for_every_container(tmp_path, suffix, fps, expected):
+    """Each container stores time differently (1/12288 s, ms, 1/100 s, fractions); the frame on screen
+    at k / fps is picked alike for all of them, by ffmpeg or by PIL."""
+    path = write_video(coded(24), tmp_path / f"a{suffix}", fps=12)
+    assert [identify(f) for f in read_video(path, fps=fps)] == expected
+
+
+def test_gif_timing_from_chunks_without_decoding(tmp_path):
+    """Delays come from the GIF's own blocks; under 2/100 s they count as 1/10 s, as browsers show them."""
+    frames = [Image.fromarray(f) for f in coded(4)]
+    frames[0].save(tmp_path / "a.gif", save_all=True, append_images=frames[1:], duration=[0, 50, 50, 1000], loop=0)
+    info = probe(tmp_path / "a.gif")
+    assert info.frame_count == 4 and info.duration == pytest.approx(1.2) and info.loop == 0
+    assert [identify(f) for f in read_video(tmp_path / "a.gif")] == [0, 1, 2, 3]

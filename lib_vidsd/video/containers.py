@@ -19,11 +19,25 @@ from __future__ import annotations
 import struct
 import xml.etree.ElementTree as ET
 import zlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DecodeError
 
 META_KEYS = ("title", "artist", "comment")
+
+
+@dataclass
+class AnimationInfo:
+    """What the chunks of an image file say: its format, plays (``None`` for a still), metadata and
+    each frame's display time in seconds (one entry of 0.0 for a still)."""
+
+    format: str
+    plays: int | None
+    metadata: dict[str, str] = field(default_factory=dict)
+    durations: list[float] = field(default_factory=list)
+
+
 _GIF_PREFIX = {"title": "Title: ", "artist": "Artist: "}
 _PNG_KEYWORD = {"title": "Title", "artist": "Author", "comment": "Comment"}
 
@@ -63,25 +77,30 @@ def _gif_subblocks(payload: bytes) -> bytes:
 
 
 def _gif_walk(data: bytes):
-    """Yield (kind, start, end, payload) for the extension blocks before the first image."""
+    """Yield (label, start, end, payload) for every extension block, and (0x2C, start, end, b"")
+    for every image, up to the trailer."""
     pos = _gif_blocks_start(data)
     while pos < len(data):
         intro = data[pos]
         if intro == 0x21:
             label = data[pos + 1]
-            body_start = pos + 2
-            end = _gif_skip_subblocks(data, body_start)
+            end = _gif_skip_subblocks(data, pos + 2)
             payload = bytearray()
-            p = body_start
+            p = pos + 2
             while data[p]:
                 payload += data[p + 1 : p + 1 + data[p]]
                 p += 1 + data[p]
             yield label, pos, end, bytes(payload)
             pos = end
-        elif intro == 0x2C:  # image descriptor: metadata lives before it
-            yield 0x2C, pos, pos, b""
-            return
-        else:
+        elif intro == 0x2C:
+            packed = data[pos + 9]
+            p = pos + 10
+            if packed & 0x80:  # local colour table
+                p += 3 * (2 ** ((packed & 7) + 1))
+            end = _gif_skip_subblocks(data, p + 1)  # LZW minimum code size, then the data
+            yield 0x2C, pos, end, b""
+            pos = end
+        else:  # 0x3B trailer (or garbage after the last block)
             return
 
 
@@ -91,10 +110,9 @@ def gif_add_metadata(data: bytes, meta: dict[str, str | None]) -> bytes:
         return data
     insert_at = _gif_blocks_start(data)
     for label, _start, end, _payload in _gif_walk(data):
-        if label == 0xFF:  # keep application extensions (NETSCAPE loop) first
-            insert_at = end
-            continue
-        break
+        if label != 0xFF:
+            break
+        insert_at = end  # keep application extensions (the NETSCAPE loop block) first
     blocks = b""
     for key in META_KEYS:
         if key in meta:
@@ -103,13 +121,20 @@ def gif_add_metadata(data: bytes, meta: dict[str, str | None]) -> bytes:
     return data[:insert_at] + blocks + data[insert_at:]
 
 
-def gif_read(data: bytes) -> tuple[int, dict[str, str]]:
+def gif_read(data: bytes) -> AnimationInfo:
     plays = 1
     meta: dict[str, str] = {}
+    durations: list[float] = []
+    delay = 0
     for label, _start, _end, payload in _gif_walk(data):
         if label == 0xFF and payload[:11] in (b"NETSCAPE2.0", b"ANIMEXTS1.0") and len(payload) >= 14:
             count = struct.unpack("<H", payload[12:14])[0]
             plays = 0 if count == 0 else count + 1
+        elif label == 0xF9 and len(payload) >= 3:
+            delay = struct.unpack("<H", payload[1:3])[0]
+        elif label == 0x2C:
+            durations.append(_gif_delay_seconds(delay))
+            delay = 0
         elif label == 0xFE:
             text = payload.decode("utf-8", errors="replace")
             for key, prefix in _GIF_PREFIX.items():
@@ -118,7 +143,12 @@ def gif_read(data: bytes) -> tuple[int, dict[str, str]]:
                     break
             else:
                 meta["comment"] = text
-    return plays, meta
+    return AnimationInfo("gif", plays if len(durations) > 1 else None, meta, durations)
+
+
+def _gif_delay_seconds(centiseconds: int) -> float:
+    """Delays under 2/100 s are shown as 1/10 s by browsers and by ffmpeg's GIF demuxer."""
+    return (centiseconds if centiseconds >= 2 else 10) / 100.0
 
 
 # --- WEBP --------------------------------------------------------------------------------------
@@ -193,14 +223,17 @@ def webp_add_metadata(data: bytes, meta: dict[str, str | None]) -> bytes:
     return bytes(out)
 
 
-def webp_read(data: bytes) -> tuple[int, dict[str, str]]:
-    plays, meta = 1, {}
+def webp_read(data: bytes) -> AnimationInfo:
+    plays, meta, durations = 1, {}, []
     for tag, _pos, payload in _riff_chunks(data):
         if tag == b"ANIM" and len(payload) >= 6:
             plays = struct.unpack("<H", payload[4:6])[0]
+        elif tag == b"ANMF" and len(payload) >= 16:
+            ms = int.from_bytes(payload[12:15], "little")
+            durations.append(ms / 1000.0 if ms > 0 else 0.1)
         elif tag == b"XMP ":
             meta = _xmp_read(payload)
-    return plays, meta
+    return AnimationInfo("webp", plays if len(durations) > 1 else None, meta, durations or [0.0])
 
 
 # --- PNG / APNG --------------------------------------------------------------------------------
@@ -236,12 +269,15 @@ def png_add_metadata(data: bytes, meta: dict[str, str | None]) -> bytes:
     return data[:ihdr_end] + chunks + data[ihdr_end:]
 
 
-def png_read(data: bytes) -> tuple[int, dict[str, str]]:
-    plays, meta = 1, {}
+def png_read(data: bytes) -> AnimationInfo:
+    plays, meta, durations = 1, {}, []
     by_keyword = {v: k for k, v in _PNG_KEYWORD.items()}
     for tag, _pos, payload in _png_chunks(data):
         if tag == b"acTL" and len(payload) >= 8:
             plays = struct.unpack(">I", payload[4:8])[0]
+        elif tag == b"fcTL" and len(payload) >= 24:
+            num, den = struct.unpack(">HH", payload[20:24])
+            durations.append(num / (den or 100))
         elif tag in (b"iTXt", b"tEXt"):
             keyword, _, rest = payload.partition(b"\x00")
             key = by_keyword.get(keyword.decode("latin-1"))
@@ -253,7 +289,9 @@ def png_read(data: bytes) -> tuple[int, dict[str, str]]:
                 flag = rest[0]
                 text = rest[2:].split(b"\x00", 2)[-1]
                 meta[key] = (zlib.decompress(text) if flag else text).decode("utf-8", errors="replace")
-    return plays, meta
+    return AnimationInfo(
+        "apng" if durations else "png", plays if len(durations) > 1 else None, meta, durations or [0.0]
+    )
 
 
 # --- dispatch ----------------------------------------------------------------------------------
@@ -268,8 +306,9 @@ def add_metadata(path: Path, fmt: str, meta: dict[str, str | None]) -> None:
     Path(path).write_bytes(adders[fmt](data, meta))
 
 
-def read_animated_info(path: Path) -> tuple[int, dict[str, str]] | None:
-    """(plays, metadata) of a GIF, WEBP or PNG/APNG file; ``None`` for other files."""
+def read_animated_info(path: Path) -> AnimationInfo | None:
+    """Loop, metadata and frame timing of a GIF, WEBP or PNG/APNG file, from its chunks alone
+    (nothing is decoded); ``None`` for other files."""
     with open(path, "rb") as f:
         head = f.read(12)
     if head[:6] in (b"GIF87a", b"GIF89a"):
@@ -282,5 +321,5 @@ def read_animated_info(path: Path) -> tuple[int, dict[str, str]] | None:
         return None
     try:
         return reader(Path(path).read_bytes())
-    except (IndexError, struct.error) as e:
+    except (IndexError, struct.error, zlib.error) as e:
         raise DecodeError(f"{path}: damaged {reader.__name__.split('_')[0].upper()} file") from e

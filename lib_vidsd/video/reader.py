@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from ..config import ReadOptions, validate
+from ..config import ReadOptions, fps_fraction, validate
 from ..errors import DecodeError
 from . import containers, ffmpeg
 from .frames import fit_frame, to_rgb
@@ -37,8 +37,11 @@ from .frames import fit_frame, to_rgb
 log = logging.getLogger("vidsd.video.reader")
 
 FOLDER_FPS = 8.0
+TIME_TOLERANCE = 0.001  # seconds: a frame starting this close after an output instant counts as shown
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 _PIL_MAGIC = (b"GIF87a", b"GIF89a", b"\x89PNG", b"RIFF", b"\xff\xd8\xff", b"BM")
+# animated WEBP goes through PIL: ffmpeg decodes it only since 7.1, and the binary may be older
+PIL_DECODED = ("webp",)
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, UnidentifiedImageError, EOFError)
 
 
@@ -101,32 +104,23 @@ def _probe_folder(path: Path) -> VideoInfo:
     return VideoInfo(path, "folder", w, h, FOLDER_FPS, len(files), len(files) / FOLDER_FPS)
 
 
-def _pil_durations(img: Image.Image) -> list[float]:
-    """Per-frame display time in seconds (0 or missing → 0.1 s, as browsers show GIFs)."""
-    out = []
-    for frame in ImageSequence.Iterator(img):
-        frame.load()  # WEBP sets the frame's duration only once it is decoded
-        ms = frame.info.get("duration") or 0
-        out.append(ms / 1000.0 if ms and ms > 0 else 0.1)
-    return out
-
-
 def _probe_pil(path: Path) -> VideoInfo:
+    """Size from the image header, frame timing/loop/metadata from the chunks: nothing is decoded."""
     try:
         with Image.open(path) as img:
             w, h = img.size
-            n = getattr(img, "n_frames", 1)
-            durations = _pil_durations(img) if n > 1 else [0.0]
             fmt = (img.format or "").lower()
     except _PIL_ERRORS as e:
         raise DecodeError(f"cannot read {path}: {e}") from e
-    plays, meta = containers.read_animated_info(path) or (None, {})
-    if n == 1:
-        return VideoInfo(path, "image", w, h, FOLDER_FPS, 1, 0.0, codec=fmt, metadata=meta)
+    anim = containers.read_animated_info(path)
+    if anim is None or len(anim.durations) <= 1:
+        return VideoInfo(path, "image", w, h, FOLDER_FPS, 1, 0.0, codec=fmt, metadata=anim.metadata if anim else {})
+    durations = anim.durations
+    n = len(durations)
     total = sum(durations)
     same = max(durations) - min(durations) < 1e-9
     fps = round(1.0 / durations[0] if same else n / total, 6)
-    return VideoInfo(path, "animation", w, h, fps, n, total, codec=fmt, loop=plays, metadata=meta)
+    return VideoInfo(path, "animation", w, h, fps, n, total, codec=anim.format, loop=anim.plays, metadata=anim.metadata)
 
 
 _DURATION = re.compile(r"Duration: (\d+):(\d+):(\d+(?:\.\d+)?)")
@@ -272,9 +266,9 @@ class FrameReader:
         kind = self.info.kind
         if kind == "folder":
             return self._folder_frames()
-        if kind in ("animation", "image"):
+        if kind == "image" or self.info.codec in PIL_DECODED:
             return self._pil_frames()
-        return self._ffmpeg_frames()
+        return self._ffmpeg_frames()  # videos, GIF and APNG
 
     def _folder_frames(self) -> Iterator[np.ndarray]:
         for file in list_images(self.path):
@@ -296,7 +290,7 @@ class FrameReader:
             raise DecodeError(f"cannot read {self.path}: {e}") from e
 
     def _resample_pil(self, img: Image.Image) -> Iterator[np.ndarray]:
-        """Output frame k shows the source frame on screen at time k / fps."""
+        """Output frame k shows the source frame on screen at time k / fps (see ``TIME_TOLERANCE``)."""
         step = 1.0 / self.opts.fps
         k = 0
         start = 0.0
@@ -305,7 +299,7 @@ class FrameReader:
             ms = frame.info.get("duration") or 0
             end = start + (ms / 1000.0 if ms > 0 else 0.1)
             rgb = None
-            while k * step < end - 1e-9:
+            while k * step < end - TIME_TOLERANCE:
                 rgb = to_rgb(frame.convert("RGB")) if rgb is None else rgb
                 yield rgb
                 k += 1
@@ -315,7 +309,13 @@ class FrameReader:
         w, h = self.info.width, self.info.height
         argv = ["-hide_banner", "-nostdin", "-v", "error", "-xerror", "-i", str(self.path), "-map", "0:v:0"]
         if self.opts.fps:
-            argv += ["-vf", f"fps={self.opts.fps!r}"]
+            # output frame k = the source frame on screen at k / fps; timestamps stored in a coarse
+            # time base (ms in WEBM, 1/100 s in GIF) land a hair off the exact instant, so a frame
+            # starting within TIME_TOLERANCE after it counts as on screen (same rule as the PIL path)
+            rate = fps_fraction(self.opts.fps)
+            argv += ["-vf", f"setpts=PTS-{TIME_TOLERANCE}/TB,fps={rate.numerator}/{rate.denominator}:round=up"]
+        else:  # every decoded frame once, as stored (no duplicates for a variable rate)
+            argv += ["-fps_mode", "passthrough"]
         argv += ["-f", "rawvideo", "-pix_fmt", "rgb24", "pipe:1"]
         frame_bytes = w * h * 3
         with tempfile.TemporaryFile() as err:
