@@ -15,8 +15,11 @@ from tests.rig import fixtures, hf, ldm, tokenizer
 
 
 def _constant_parameters(module: torch.nn.Module) -> list[str]:
-    return [name for name, p in module.named_parameters()
-            if p.numel() > 1 and bool((p.reshape(-1) == p.reshape(-1)[0]).all())]
+    return [
+        name
+        for name, p in module.named_parameters()
+        if p.numel() > 1 and bool((p.reshape(-1) == p.reshape(-1)[0]).all())
+    ]
 
 
 def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
@@ -27,6 +30,7 @@ def _same_state(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 @pytest.fixture
 def no_network(monkeypatch):
     """Any attempt to open a network connection fails the test."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("network access attempted")
 
@@ -35,6 +39,7 @@ def no_network(monkeypatch):
 
 
 # --- ldm UNet -------------------------------------------------------------------------------------
+
 
 def test_ldm_kwargs_are_the_fixture_constructor():
     path = fixtures.require_fixture("animatediff/tiny/inject/inject.json")
@@ -87,6 +92,7 @@ def test_require_fixture_skips_with_reason():
 
 # --- diffusers / transformers ---------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def diffusers_unet():
     return hf.build_diffusers_unet(seed=0)
@@ -94,10 +100,18 @@ def diffusers_unet():
 
 def test_diffusers_unet_layout_and_seeding(diffusers_unet):
     assert [type(b).__name__ for b in diffusers_unet.down_blocks] == [
-        "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"]
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "CrossAttnDownBlock2D",
+        "DownBlock2D",
+    ]
     assert type(diffusers_unet.mid_block).__name__ == "UNetMidBlock2DCrossAttn"
     assert [type(b).__name__ for b in diffusers_unet.up_blocks] == [
-        "UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+        "UpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+        "CrossAttnUpBlock2D",
+    ]
     assert _constant_parameters(diffusers_unet) == []
     assert _same_state(diffusers_unet, hf.build_diffusers_unet(seed=0))
     assert not _same_state(diffusers_unet, hf.build_diffusers_unet(seed=1))
@@ -128,8 +142,9 @@ def test_vae_round_trip_shapes():
 def test_tokenizer_is_offline_and_clip_like(tmp_path, no_network):
     tok = tokenizer.build_tokenizer(tmp_path / "tok")
     assert {p.name for p in (tmp_path / "tok").iterdir()} >= {"vocab.json", "merges.txt"}
-    ids = tok(["a photo of a cat", "zebra!"], padding="max_length", max_length=tok.model_max_length,
-              truncation=True).input_ids
+    ids = tok(
+        ["a photo of a cat", "zebra!"], padding="max_length", max_length=tok.model_max_length, truncation=True
+    ).input_ids
     assert tok.model_max_length == 77 and all(len(row) == 77 for row in ids)
     assert ids[0][0] == tok.bos_token_id and ids[0][6] == tok.eos_token_id  # 5 words, one token each
     assert tok.decode(ids[0], skip_special_tokens=True) == "a photo of a cat"
@@ -162,8 +177,15 @@ def test_sd_pipeline_runs_offline_and_deterministically(no_network):
     pipe = hf.build_sd_pipeline(seed=0)
 
     def run(prompt):
-        return pipe(prompt, height=64, width=64, num_inference_steps=2, guidance_scale=5.0,
-                    generator=torch.Generator().manual_seed(0), output_type="pt").images
+        return pipe(
+            prompt,
+            height=64,
+            width=64,
+            num_inference_steps=2,
+            guidance_scale=5.0,
+            generator=torch.Generator().manual_seed(0),
+            output_type="pt",
+        ).images
 
     first = run("a photo of a cat")
     assert first.shape == (1, 3, 64, 64) and torch.isfinite(first).all()
@@ -172,6 +194,7 @@ def test_sd_pipeline_runs_offline_and_deterministically(no_network):
 
 
 # --- A1111 contract stub --------------------------------------------------------------------------
+
 
 class Recorder:
     """Makes Script subclasses whose every hook appends (hook name, script args) to ``calls``."""
@@ -187,13 +210,29 @@ class Recorder:
         def hook(name):
             def method(self, p, *args, **kwargs):
                 calls.append((name, args, tuple(sorted(kwargs))))
+
             return method
 
-        body = {name: hook(name) for name in (
-            "setup", "before_process", "process", "before_process_batch", "after_extra_networks_activate",
-            "process_batch", "process_before_every_sampling", "post_sample", "postprocess_batch",
-            "postprocess_batch_list", "postprocess_image", "postprocess_maskoverlay",
-            "postprocess_image_after_composite", "postprocess", "before_hr")}
+        body = {
+            name: hook(name)
+            for name in (
+                "setup",
+                "before_process",
+                "process",
+                "before_process_batch",
+                "after_extra_networks_activate",
+                "process_batch",
+                "process_before_every_sampling",
+                "post_sample",
+                "postprocess_batch",
+                "postprocess_batch_list",
+                "postprocess_image",
+                "postprocess_maskoverlay",
+                "postprocess_image_after_composite",
+                "postprocess",
+                "before_hr",
+            )
+        }
         body["title"] = lambda self: title
         body["show"] = lambda self, is_img2img: visibility
         return type(title.replace(" ", ""), (scripts.Script,), body)
@@ -203,8 +242,14 @@ def _strip_args(calls, args):
     """hook names, checking every pre-/post-processing object came first and the args are ``args``"""
     names = []
     for name, received, _ in calls:
-        if name in ("postprocess_batch_list", "post_sample", "postprocess_image", "postprocess_maskoverlay",
-                    "postprocess_image_after_composite", "postprocess"):
+        if name in (
+            "postprocess_batch_list",
+            "post_sample",
+            "postprocess_image",
+            "postprocess_maskoverlay",
+            "postprocess_image_after_composite",
+            "postprocess",
+        ):
             received = received[1:]  # the pp / ps / processed object comes before the script args
         assert received == args, name
         names.append(name)
@@ -218,15 +263,30 @@ def test_process_images_calls_hooks_in_a1111_order(a1111):
     script = rec.script_class("Recorder", scripts.AlwaysVisible)()
     runner, args = rig_a1111.make_runner([script], args={script: (True, 7)})
     assert args == (0, True, 7)
-    p, processed = rig_a1111.run_txt2img(runner, args, prompt="a cat", steps=2, width=64, height=64,
-                                         batch_size=2, n_iter=2, seed=11)
+    p, processed = rig_a1111.run_txt2img(
+        runner, args, prompt="a cat", steps=2, width=64, height=64, batch_size=2, n_iter=2, seed=11
+    )
 
     per_image = ["postprocess_image", "postprocess_maskoverlay", "postprocess_image_after_composite"]
-    per_batch = ["before_process_batch", "after_extra_networks_activate", "process_batch",
-                 "process_before_every_sampling", "post_sample", "postprocess_batch", "postprocess_batch_list",
-                 *per_image, *per_image]
+    per_batch = [
+        "before_process_batch",
+        "after_extra_networks_activate",
+        "process_batch",
+        "process_before_every_sampling",
+        "post_sample",
+        "postprocess_batch",
+        "postprocess_batch_list",
+        *per_image,
+        *per_image,
+    ]
     assert _strip_args(rec.calls, (True, 7)) == [
-        "setup", "before_process", "process", *per_batch, *per_batch, "postprocess"]
+        "setup",
+        "before_process",
+        "process",
+        *per_batch,
+        *per_batch,
+        "postprocess",
+    ]
     kwargs = {name: keys for name, _, keys in rec.calls}
     assert kwargs["before_process_batch"] == ("batch_number", "prompts", "seeds", "subseeds")
     assert kwargs["process_before_every_sampling"] == ("c", "noise", "uc", "x")
@@ -251,8 +311,7 @@ def test_selected_script_runs_instead_of_process_images(a1111):
             return processing.process_images(p)
 
     chosen = Chosen()
-    runner, args = rig_a1111.make_runner([always, chosen], args={always: (1,), chosen: ("x", "y")},
-                                         selected=chosen)
+    runner, args = rig_a1111.make_runner([always, chosen], args={always: (1,), chosen: ("x", "y")}, selected=chosen)
     assert args == (1, 1, "x", "y")
     rig_a1111.run_txt2img(runner, args, prompt="a", steps=1, width=64, height=64)
     names = [name for name, _, _ in rec.calls]
@@ -326,8 +385,7 @@ def test_cfg_denoiser_sees_cond_then_uncond_rows(a1111):
 
     script_callbacks.on_cfg_denoiser(on_denoiser)
     runner, args = rig_a1111.make_runner([])
-    rig_a1111.run_txt2img(runner, args, prompt="cat", negative_prompt="dog", steps=1, batch_size=3,
-                          width=64, height=64)
+    rig_a1111.run_txt2img(runner, args, prompt="cat", negative_prompt="dog", steps=1, batch_size=3, width=64, height=64)
     model = a1111.shared.sd_model
     assert seen["x"] == (6, 4, 8, 8)
     torch.testing.assert_close(seen["cond"], model.get_learned_conditioning(["cat"] * 3))
@@ -340,8 +398,17 @@ def test_img2img_takes_batch_size_from_init_images(a1111):
 
     frames = [Image.new("RGB", (64, 64), (40 * i, 90, 200)) for i in range(3)]
     runner, args = rig_a1111.make_runner([], is_img2img=True)
-    p, processed = rig_a1111.run_img2img(runner, args, init_images=frames, prompt="a", batch_size=8, steps=10,
-                                         denoising_strength=0.5, width=64, height=64)
+    p, processed = rig_a1111.run_img2img(
+        runner,
+        args,
+        init_images=frames,
+        prompt="a",
+        batch_size=8,
+        steps=10,
+        denoising_strength=0.5,
+        width=64,
+        height=64,
+    )
     assert p.batch_size == 3 and len(processed.images) == 3
     assert shared.state.sampling_steps == 6  # int(0.5 * 10) + 1, as A1111's img2img schedule
     assert "Denoising strength: 0.5" in processed.info
@@ -351,8 +418,9 @@ def test_override_settings_are_restored(a1111):
     from modules import shared
 
     runner, args = rig_a1111.make_runner([])
-    _, processed = rig_a1111.run_txt2img(runner, args, prompt="a", steps=1, width=64, height=64,
-                                         override_settings={"CLIP_stop_at_last_layers": 2})
+    _, processed = rig_a1111.run_txt2img(
+        runner, args, prompt="a", steps=1, width=64, height=64, override_settings={"CLIP_stop_at_last_layers": 2}
+    )
     assert "Clip skip: 2" in processed.info
     assert shared.opts.CLIP_stop_at_last_layers == 1
 
@@ -367,8 +435,9 @@ def test_save_image_writes_infotext_and_fires_callbacks(a1111, tmp_path):
     script_callbacks.on_before_image_saved(rename)
     shared.opts.save_txt = True
     image = Image.new("RGB", (16, 16), (1, 2, 3))
-    fullfn, txt = images.save_image(image, str(tmp_path), "", seed=42, prompt="a cat", extension="png",
-                                    info="a cat\nSteps: 2, Seed: 42")
+    fullfn, txt = images.save_image(
+        image, str(tmp_path), "", seed=42, prompt="a cat", extension="png", info="a cat\nSteps: 2, Seed: 42"
+    )
     assert fullfn.endswith("-42-renamed.png") and txt.endswith("-42-renamed.txt")
     assert Image.open(fullfn).info["parameters"] == "a cat\nSteps: 2, Seed: 42"
     assert list(tmp_path.rglob("*.tmp")) == []
@@ -397,7 +466,8 @@ def test_load_scripts_runs_extension_files_with_basedir(a1111, tmp_path):
 
     ext = tmp_path / "ext"
     (ext / "scripts").mkdir(parents=True)
-    (ext / "scripts" / "demo_script.py").write_text(textwrap.dedent("""
+    (ext / "scripts" / "demo_script.py").write_text(
+        textwrap.dedent("""
         from modules import scripts
         LOADED_FROM = scripts.basedir()
 
@@ -407,7 +477,8 @@ def test_load_scripts_runs_extension_files_with_basedir(a1111, tmp_path):
 
             def show(self, is_img2img):
                 return scripts.AlwaysVisible if is_img2img else False
-    """))
+    """)
+    )
     rig_a1111.install_extension(ext, "demo")
     path_before = list(sys.path)
     scripts.load_scripts()

@@ -22,11 +22,27 @@ from typing import Any
 
 _EXPORTS = {
     "ldm": ("build_ldm_unet", "load_fixture_ldm_unet", "load_fixture_inject_io", "ldm_inputs", "LDM_TINY_KWARGS"),
-    "hf": ("build_diffusers_unet", "build_vae", "build_text_encoder", "build_scheduler", "build_sd_components",
-           "build_sd_pipeline", "DIFFUSERS_UNET_TINY_CONFIG"),
+    "hf": (
+        "build_diffusers_unet",
+        "build_vae",
+        "build_text_encoder",
+        "build_scheduler",
+        "build_sd_components",
+        "build_sd_pipeline",
+        "DIFFUSERS_UNET_TINY_CONFIG",
+    ),
     "tokenizer": ("build_tokenizer", "write_tokenizer_files", "clip_vocab"),
-    "a1111": ("install_stub", "reset_stub", "TinySdModel", "tiny_sd_model", "make_runner", "run_txt2img",
-              "run_img2img", "install_extension", "STUB_ROOT"),
+    "a1111": (
+        "install_stub",
+        "reset_stub",
+        "TinySdModel",
+        "tiny_sd_model",
+        "make_runner",
+        "run_txt2img",
+        "run_img2img",
+        "install_extension",
+        "STUB_ROOT",
+    ),
     "fixtures": ("SHARED_FIXTURES", "fixture_path", "require_fixture"),
     "seeding": ("seeded_build", "perturb_trivial_parameters"),
 }
