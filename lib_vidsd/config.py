@@ -246,3 +246,95 @@ def validate(model: Type[M], values: dict[str, Any] | None = None, **kwargs: Any
         # a validator's own ValueError says best what is allowed; otherwise derive it from the field
         allowed = message if first.get("type") == "value_error" else _allowed_text(model, field, message)
         raise ConfigError(field, data.get(field), allowed) from e
+
+
+# --- AnimateDiff --------------------------------------------------------------------------------
+
+MAX_FRAMES = 1024
+MAX_CONTEXT = 64  # the longest positional table of any family (AnimateLCM)
+
+
+class ClosedLoop(Choice):
+    """How the ends of the clip relate (sd-webui-animatediff's names).
+
+    N: no wrap-around windows at level 0 (an open clip); R-P: windows wrap, prompt travel does not;
+    R+P: windows wrap and prompt travel blends from the last key back to the first; A: like R+P
+    with extra wrapping windows (window starts run ``overlap`` frames further).
+    """
+
+    N = "N"
+    R_MINUS_P = "R-P"
+    R_PLUS_P = "R+P"
+    A = "A"
+
+
+class FuseMethod(Choice):
+    """How overlapping windows' predictions are combined for a frame they share."""
+
+    FLAT = "flat"  # plain average of every window that covered the frame
+    PYRAMID = "pyramid"  # weights fall off towards a window's edges
+
+
+class FreeInitFilter(Choice):
+    BUTTERWORTH = "butterworth"
+    GAUSSIAN = "gaussian"
+    IDEAL = "ideal"
+    BOX = "box"
+
+
+class AnimateDiffParams(Params):
+    """One AnimateDiff job. Names follow sd-webui-animatediff's API so its clients work unchanged."""
+
+    enable: bool = Field(False, description="Render an animation instead of still images.")
+    model: str = Field("mm_sd15_v3.safetensors", description="Motion module file (in the motion-module folder).")
+    video_length: int = Field(16, ge=0, le=MAX_FRAMES, description="Number of frames; 0 uses the context batch size.")
+    fps: float = Field(8.0, gt=0, le=MAX_FPS, description="Frames per second of the saved animation.")
+    loop_number: int = Field(0, ge=0, le=65535, description="How many times the animation plays; 0 loops forever.")
+    closed_loop: ClosedLoop = Field(
+        ClosedLoop.R_MINUS_P,
+        description="N: open clip; R-P: windows wrap around; R+P: also blend prompts across the wrap; "
+        "A: more wrapping windows for a seamless loop.",
+    )
+    batch_size: int = Field(
+        16,
+        ge=1,
+        le=MAX_CONTEXT,
+        description="Context batch size: frames the motion module sees at once (16 suits most modules; "
+        "at most the module's table length).",
+    )
+    stride: int = Field(1, ge=1, le=8, description="Also run windows over every 2nd, 4th, … frame (1 = off).")
+    overlap: int = Field(
+        -1,
+        ge=-1,
+        le=MAX_CONTEXT - 1,
+        description="Frames shared by neighbouring windows; -1 = a quarter of the context batch size.",
+    )
+    fuse: FuseMethod = Field(
+        FuseMethod.FLAT, description="How overlapping windows are combined: flat average or pyramid weights."
+    )
+    freeinit_enable: bool = Field(False, description="FreeInit: re-noise and re-sample to fix low-frequency flicker.")
+    freeinit_filter: FreeInitFilter = Field(FreeInitFilter.BUTTERWORTH, description="FreeInit low-pass filter shape.")
+    freeinit_ds: float = Field(0.25, ge=0, le=1, description="FreeInit spatial stop frequency (0-1).")
+    freeinit_dt: float = Field(0.25, ge=0, le=1, description="FreeInit temporal stop frequency (0-1).")
+    freeinit_iters: int = Field(3, ge=2, le=10, description="FreeInit sampling iterations (the first is plain).")
+    latent_power: float = Field(
+        1.0, ge=0, le=10, description="img2img: how fast the first frame's influence decays over the frames."
+    )
+    latent_scale: float = Field(
+        32.0, ge=0, le=100, description="img2img: how strongly the first frame's latent is kept."
+    )
+    latent_power_last: float = Field(
+        1.0, ge=0, le=10, description="img2img: decay of the last frame's influence, counted from the end."
+    )
+    latent_scale_last: float = Field(32.0, ge=0, le=100, description="img2img: strength of the last frame's latent.")
+
+    @validator("overlap")
+    def _overlap_below_context(cls, value, values):
+        size = values.get("batch_size")
+        if size is not None and value >= size:
+            raise ValueError(f"-1 or 0..{size - 1} (less than the context batch size {size})")
+        return value
+
+    def effective_overlap(self) -> int:
+        """``overlap`` with -1 resolved to a quarter of the context batch size."""
+        return self.batch_size // 4 if self.overlap == -1 else self.overlap
