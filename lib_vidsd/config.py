@@ -321,12 +321,12 @@ class AnimateDiffParams(Params):
         1.0, ge=0, le=10, description="img2img: how fast the first frame's influence decays over the frames."
     )
     latent_scale: float = Field(
-        32.0, ge=0, le=100, description="img2img: how strongly the first frame's latent is kept."
+        32.0, gt=0, le=128, description="img2img: how strongly the first frame's latent is kept."
     )
     latent_power_last: float = Field(
         1.0, ge=0, le=10, description="img2img: decay of the last frame's influence, counted from the end."
     )
-    latent_scale_last: float = Field(32.0, ge=0, le=100, description="img2img: strength of the last frame's latent.")
+    latent_scale_last: float = Field(32.0, gt=0, le=128, description="img2img: strength of the last frame's latent.")
 
     @validator("overlap")
     def _overlap_below_context(cls, value, values):
@@ -338,3 +338,36 @@ class AnimateDiffParams(Params):
     def effective_overlap(self) -> int:
         """``overlap`` with -1 resolved to a quarter of the context batch size."""
         return self.batch_size // 4 if self.overlap == -1 else self.overlap
+
+
+# --- generation (the standalone CLI's counterpart of A1111's own fields) ------------------------
+
+
+class SchedulerName(Choice):
+    DDIM = "ddim"
+    EULER = "euler"
+    EULER_A = "euler_a"
+    DPMPP_2M = "dpmpp_2m"
+    LCM = "lcm"
+
+
+class GenerationParams(Params):
+    """What A1111 asks on its own page; the standalone pipeline needs the same."""
+
+    prompt: str = Field("", description="Prompt; keyframe lines ('0: …', '8: …') make it travel.")
+    negative_prompt: str = Field("", description="Negative prompt.")
+    steps: int = Field(20, ge=1, le=150, description="Sampling steps.")
+    cfg_scale: float = Field(7.5, ge=1, le=30, description="Classifier-free guidance scale (1 = no guidance).")
+    seed: int = Field(-1, ge=-1, le=2**32 - 1, description="Seed; -1 picks one at random.")
+    width: int = Field(512, ge=64, le=2048, description="Frame width in pixels (a multiple of 8).")
+    height: int = Field(512, ge=64, le=2048, description="Frame height in pixels (a multiple of 8).")
+    scheduler: SchedulerName = Field(SchedulerName.DDIM, description="Sampler.")
+    denoising_strength: float = Field(
+        0.75, ge=0, le=1, description="With an init image: how much of it is re-drawn (1 = all)."
+    )
+
+    @validator("width", "height")
+    def _multiple_of_8(cls, value):
+        if value % 8:
+            raise ValueError(f"a multiple of 8 (e.g. {value - value % 8})")
+        return value
