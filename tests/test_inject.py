@@ -220,3 +220,18 @@ def test_noise_schedule_returned_as_data(fixture_unet_and_io):
         schedule = patch.alphas_cumprod
     assert schedule.shape == (1000,)
     assert any(torch.allclose(schedule.double(), t.double(), atol=1e-7) for t in tables.values()), list(tables)
+
+
+def test_motion_loras_applied_with_the_patch_and_removed_with_it(fixture_unet_and_io):
+    from tests.test_motion_lora import _original_lora
+
+    unet, io = fixture_unet_and_io
+    mm = load_motion_module(_fixture_modules()["v2"])
+    weights = {k: v.clone() for k, v in mm.state_dict().items()}
+    lora = _original_lora(seed=5, channels=(32, 32, 32, 32))
+    with inject(unet, mm, frames=8) as patch:
+        without = _run_ldm(unet, io)
+    with inject(unet, mm, frames=8, loras=[(lora, 0.8), (_original_lora(seed=6, channels=(32, 32, 32, 32)), 0.5)]):
+        with_loras = _run_ldm(unet, io)
+    assert not patch.active and not torch.allclose(with_loras, without, atol=1e-4)
+    assert all(torch.equal(mm.state_dict()[k], v) for k, v in weights.items())

@@ -13,7 +13,7 @@ applies it to its sampler, with its own undo.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,7 @@ from ..errors import ConfigError, IncompatibleModelError
 from ..patching import PatchHandle, find_layout, open_patch
 from ..patching.sites import Site, UNetLayout
 from .families import noise_schedule
+from .lora import apply_motion_loras
 
 log = logging.getLogger("vidsd.motion.inject")
 
@@ -143,12 +144,13 @@ def _grouped_norm(patch: MotionPatch) -> Callable:
     return forward
 
 
-def inject(unet: torch.nn.Module, motion_module, *, frames: int = 16) -> MotionPatch:
+def inject(unet: torch.nn.Module, motion_module, *, frames: int = 16, loras: Sequence = ()) -> MotionPatch:
     """Add ``motion_module``'s temporal layers to ``unet`` (ldm or diffusers); returns the patch.
 
     ``frames`` is the window length (context batch size) the UNet will be called with; change it
-    with :meth:`MotionPatch.set_frames` between calls. The motion module is moved to the UNet's
-    device and dtype. Raises :class:`IncompatibleModelError` (SD1.5 module on an SDXL UNet, or a
+    with :meth:`MotionPatch.set_frames` between calls. ``loras`` are motion LoRAs
+    ``[(file or state dict, weight), …]`` added to the module's weights and taken out again
+    when the patch is restored. The motion module is moved to the UNet's device and dtype. Raises :class:`IncompatibleModelError` (SD1.5 module on an SDXL UNet, or a
     channel mismatch) before anything is touched. Use as a context manager, or call ``restore()``
     in a ``finally``.
     """
@@ -159,6 +161,8 @@ def inject(unet: torch.nn.Module, motion_module, *, frames: int = 16) -> MotionP
     handle = open_patch(unet, PATCH_NAME)
     try:
         patch = MotionPatch(handle, motion_module, frames, layout)
+        if loras:
+            handle.on_restore(apply_motion_loras(motion_module, loras))
         pairs = list(zip(layout.down, motion_module.down_blocks, strict=True))
         if motion_module.mid_block is not None:
             pairs.append(([layout.mid], motion_module.mid_block))
