@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from . import __version__
-from .config import EncodeOptions, FieldInfo, ReadOptions, describe
+from .config import AnimateDiffParams, EncodeOptions, FieldInfo, GenerationParams, ReadOptions, describe
 from .errors import VidsdError
 from .progress import TextBar
 
@@ -24,21 +24,30 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
 
 
-def _add_fields(parser: argparse.ArgumentParser, fields: list[FieldInfo], skip: Sequence[str] = ()) -> None:
-    """One option per config field: the config's doc, choices and default, nothing retyped here."""
+def _add_fields(
+    parser: argparse.ArgumentParser,
+    fields: list[FieldInfo],
+    skip: Sequence[str] = (),
+    aliases: dict[str, str] | None = None,
+) -> None:
+    """One option per config field: the config's doc, choices and default, nothing retyped here.
+    ``aliases`` give a field a second, friendlier flag (``video_length`` → ``--frames``)."""
     for f in fields:
         if f.name in skip:
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flags = ["--" + f.name.replace("_", "-")]
+        if aliases and f.name in aliases:
+            flags.insert(0, aliases[f.name])
+        flag = flags[0]
         doc = f.doc + (f" (default: {f.default})" if f.default not in (None, False) else "")
         if isinstance(f.default, bool):
-            parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=doc)
+            parser.add_argument(*flags, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=doc)
         elif f.name == "size":
-            parser.add_argument(flag, dest=f.name, type=_size, default=None, metavar="WxH", help=doc)
+            parser.add_argument(*flags, dest=f.name, type=_size, default=None, metavar="WxH", help=doc)
         elif f.choices:
-            parser.add_argument(flag, dest=f.name, choices=f.choices, default=None, help=doc)
+            parser.add_argument(*flags, dest=f.name, choices=f.choices, default=None, help=doc)
         else:
-            parser.add_argument(flag, dest=f.name, default=None, metavar=f.name.upper(), help=doc)
+            parser.add_argument(*flags, dest=f.name, default=None, metavar=flag.lstrip("-").upper(), help=doc)
 
 
 def _picked(args: argparse.Namespace, fields: list[FieldInfo]) -> dict[str, Any]:
@@ -98,6 +107,57 @@ def _cmd_demo(args) -> int:
     return 0
 
 
+_ANIMATE_SKIP = ("enable", "model")
+_ANIMATE_ALIASES = {"video_length": "--frames", "batch_size": "--context"}
+
+
+def _lora(text: str) -> tuple[str, float]:
+    path, sep, weight = text.rpartition(":")
+    if not sep or not path:
+        return text, 1.0
+    try:
+        return path, float(weight)
+    except ValueError:
+        return text, 1.0
+
+
+def _cmd_animate(args) -> int:
+    from PIL import Image
+
+    from .config import validate
+    from .motion import load_motion_module
+    from .pipelines.animate import AnimateJob, load_sd, save_animation, tiny_motion_module
+
+    gen = validate(GenerationParams, _picked(args, describe(GenerationParams)))
+    ad = validate(AnimateDiffParams, _picked(args, describe(AnimateDiffParams)), enable=True)
+    if args.model is None and args.motion_module is not None:
+        print(
+            "note: a real motion module needs a real model (--model); the tiny model has 32 channels", file=sys.stderr
+        )
+    sd = load_sd(args.model)
+    if args.motion_module:
+        mm, mm_name = load_motion_module(args.motion_module), Path(args.motion_module).name
+    else:
+        mm, mm_name = tiny_motion_module(), "tiny built-in (random weights)"
+        print(f"using the {mm_name} motion module (give --motion-module for a real one)", file=sys.stderr)
+    job = AnimateJob(
+        sd,
+        mm,
+        gen,
+        ad,
+        init_image=Image.open(args.init_image) if args.init_image else None,
+        last_image=Image.open(args.last_image) if args.last_image else None,
+        loras=[_lora(t) for t in args.motion_lora],
+        motion_name=mm_name,
+        progress=TextBar("animate"),
+    )
+    result = job.run()
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    for path in save_animation(result, args.output, formats, fps=ad.fps, loop=ad.loop_number):
+        print(f"wrote {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lib_vidsd", description="vidsd: video tools for Stable Diffusion")
     parser.add_argument("--version", action="version", version=f"vidsd {__version__}")
@@ -105,11 +165,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("demo", help="render a synthetic clip and write it in every available format")
+    p = sub.add_parser("demo", help="AnimateDiff on the tiny built-in model, written in every available format")
     p.add_argument("-o", "--output", default="out/demo", help="folder for the files (default: out/demo)")
-    p.add_argument("--frames", type=int, default=24)
-    p.add_argument("--fps", default="12")
+    p.add_argument("--frames", type=int, default=16)
+    p.add_argument("--fps", default="8")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("animate", help="render an animation with AnimateDiff on a diffusers SD model")
+    p.add_argument("--model", help="diffusers model folder or .safetensors/.ckpt (default: tiny built-in model)")
+    p.add_argument("--motion-module", help="motion module file (default: tiny built-in module)")
+    p.add_argument(
+        "--motion-lora",
+        action="append",
+        default=[],
+        metavar="FILE[:WEIGHT]",
+        help="motion LoRA, repeatable (weight default 1.0)",
+    )
+    p.add_argument("--init-image", help="img2img: the first frame")
+    p.add_argument("--last-image", help="img2img: the last frame (with --init-image)")
+    p.add_argument("-o", "--output", default="out/animate", help="folder for the outputs (default: out/animate)")
+    p.add_argument(
+        "--format", default="gif,mp4", help="comma list: gif, mp4, mp4-h265, webm, webm-av1, webp, apng, png"
+    )
+    _add_fields(p, describe(GenerationParams))
+    _add_fields(p, describe(AnimateDiffParams), skip=_ANIMATE_SKIP, aliases=_ANIMATE_ALIASES)
+    p.set_defaults(func=_cmd_animate)
 
     p = sub.add_parser("frames", help="extract the frames of a video (or animation, or folder) as PNG files")
     p.add_argument("source", help="video file, GIF/WEBP/APNG, or folder of images")

@@ -75,7 +75,7 @@ def test_ffmpeg_flag_overrides(tmp_path):
 
 
 def test_demo_writes_every_available_format(tmp_path):
-    out = cli("demo", "-o", str(tmp_path / "demo"), "--frames", "8")
+    out = cli("demo", "-o", str(tmp_path / "demo"), "--frames", "8")  # the AnimateDiff chain on the tiny model
     assert out.returncode == 0, out.stderr
     from lib_vidsd.video import available_formats
 
@@ -84,3 +84,34 @@ def test_demo_writes_every_available_format(tmp_path):
     for line in lines:
         path = Path(line.split()[-1])
         assert path.exists() and probe(path).frame_count == 8
+
+
+def test_animate_command_writes_video_and_infotext(tmp_path):
+    out = cli(
+        "animate",
+        "--frames",
+        "6",
+        "--context",
+        "4",
+        "--steps",
+        "2",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--seed",
+        "11",
+        "--prompt",
+        "a dog\n0: sitting\n3: jumping",
+        "-o",
+        str(tmp_path),
+        "--format",
+        "webp,mp4",
+    )
+    assert out.returncode == 0, out.stderr
+    assert "tiny built-in" in out.stderr and "2/2" in out.stderr
+    assert probe(tmp_path / "animatediff-11.webp").frame_count == 6
+    text = (tmp_path / "animatediff-11.txt").read_text()
+    assert "Seed: 11" in text and "batch_size: 4" in text
+    bad = cli("animate", "--context", "99", "-o", str(tmp_path))
+    assert bad.returncode == 2 and "batch_size" in bad.stderr

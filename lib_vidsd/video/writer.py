@@ -152,6 +152,18 @@ def _audio_args(preset: Preset, opts: EncodeOptions) -> tuple[list[str], list[st
     return ["-i", str(source)], ["-map", "0:v:0", "-map", "1:a:0", "-c:a", preset.audio_codec, "-shortest"]
 
 
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write a text file atomically (temporary name beside it, then ``os.replace``)."""
+    target = Path(path)
+    temp = _temp_beside(target)
+    try:
+        temp.write_text(text, encoding="utf-8")
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    return target
+
+
 def _temp_beside(target: Path, suffix: str = ".part") -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
