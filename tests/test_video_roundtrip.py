@@ -162,3 +162,14 @@ def test_lossy_decode_identifies_every_frame(tmp_path):
     for suffix in (".mp4", ".webm"):
         path = write_video(frames, tmp_path / f"a{suffix}", fps=12)
         assert [identify(f) for f in read_video(path)] == list(range(24))
+
+
+@pytest.mark.parametrize("lossless", [False, True])
+def test_one_frame_webp_keeps_metadata(tmp_path, lossless):
+    """A single frame makes a simple WEBP (no extended header); metadata still goes in and reads back."""
+    path = write_video(few_colours(1, 65, 49), tmp_path / "a.webp", fps=8, lossless=lossless, **META)
+    info = probe(path)
+    assert info.metadata == META and (info.width, info.height) == (65, 49)
+    with Image.open(path) as img:
+        assert img.size == (65, 49)
+        img.load()

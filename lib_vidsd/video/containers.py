@@ -215,12 +215,26 @@ def webp_add_metadata(data: bytes, meta: dict[str, str | None]) -> bytes:
         if tag == b"VP8X":
             out[pos + 8] |= 0x04  # XMP flag
             break
-    else:
-        raise DecodeError("WEBP without a VP8X header cannot carry metadata")
+    else:  # a simple (one-frame) WEBP: give it the extended header that can announce XMP
+        width, height = _webp_simple_size(data)
+        vp8x = bytes([0x04, 0, 0, 0]) + (width - 1).to_bytes(3, "little") + (height - 1).to_bytes(3, "little")
+        out[12:12] = b"VP8X" + struct.pack("<I", len(vp8x)) + vp8x
     packet = _xmp_packet(meta)
     out += b"XMP " + struct.pack("<I", len(packet)) + packet + (b"\x00" if len(packet) & 1 else b"")
     out[4:8] = struct.pack("<I", len(out) - 8)
     return bytes(out)
+
+
+def _webp_simple_size(data: bytes) -> tuple[int, int]:
+    """Canvas size from the first VP8 (lossy) or VP8L (lossless) chunk of a simple WEBP."""
+    for tag, _pos, payload in _riff_chunks(data):
+        if tag == b"VP8 " and len(payload) >= 10:
+            w, h = struct.unpack("<HH", payload[6:10])
+            return w & 0x3FFF, h & 0x3FFF
+        if tag == b"VP8L" and len(payload) >= 5:
+            bits = int.from_bytes(payload[1:5], "little")
+            return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    raise DecodeError("WEBP with neither VP8X, VP8 nor VP8L data")
 
 
 def webp_read(data: bytes) -> AnimationInfo:
