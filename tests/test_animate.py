@@ -136,3 +136,20 @@ def test_save_animation_writes_formats_and_infotext(sd, mm, tmp_path):
         assert img.text["parameters"] == result.infotext
     with pytest.raises(ConfigError, match="format"):
         save_animation(result, tmp_path, ["avi"], fps=8)
+
+
+def test_model_folder_loads_from_local_files(tmp_path, mm):
+    """A diffusers model folder (what save_pretrained writes) runs the same as the parts in memory."""
+    from lib_vidsd.pipelines.tiny import build_sd_pipeline
+
+    build_sd_pipeline(seed=0).save_pretrained(tmp_path / "model")
+    folder = load_sd(str(tmp_path / "model"))
+    assert folder.name == "model"
+    a = _job(folder, mm).run()
+    b = _job(load_sd(None), mm).run()
+    assert np.array_equal(_stack(a), _stack(b))
+
+
+def test_missing_model_named_in_the_error(tmp_path):
+    with pytest.raises(ConfigError, match="model"):
+        load_sd(str(tmp_path / "nope"))

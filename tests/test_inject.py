@@ -235,3 +235,28 @@ def test_motion_loras_applied_with_the_patch_and_removed_with_it(fixture_unet_an
         with_loras = _run_ldm(unet, io)
     assert not patch.active and not torch.allclose(with_loras, without, atol=1e-4)
     assert all(torch.equal(mm.state_dict()[k], v) for k, v in weights.items())
+
+
+@pytest.mark.parametrize("family", ["sdxl", "hotshotxl"])
+def test_sdxl_families_on_a_three_level_unet(family):
+    """SDXL layout (three levels, no attention at the top level): placement by structure, round trip."""
+    from tests.rig.hf import build_diffusers_unet
+
+    unet = build_diffusers_unet(
+        seed=2,
+        block_out_channels=(32, 32, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+    )
+    mm = build_motion_module(family, channels=(32, 32, 32))
+    x = torch.randn(16, 4, 16, 16, generator=torch.Generator().manual_seed(1))
+    c = torch.randn(16, 8, 32, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        plain = unet(x, 500, encoder_hidden_states=c).sample
+        with inject(unet, mm, frames=8) as patch:
+            assert [s.name for s in patch.layout.down[0]] == ["down_blocks.0.resnets.0", "down_blocks.0.resnets.1"]
+            patched = unet(x, 500, encoder_hidden_states=c).sample
+        assert not torch.allclose(patched, plain, atol=1e-3)
+        assert torch.equal(unet(x, 500, encoder_hidden_states=c).sample, plain)
+    with pytest.raises(IncompatibleModelError, match="SD1.5"):
+        inject(unet, build_motion_module("v2", channels=(32, 32, 32, 32)), frames=8)

@@ -81,7 +81,7 @@ def load_sd(model: str | None, *, device: str = "cpu", dtype: torch.dtype = torc
             TINY_NAME,
         )
     else:
-        sd = _load_diffusers(Path(model), dtype)
+        sd = _load_diffusers(Path(model))
     for part in (sd.unet, sd.vae, sd.text_encoder):
         if next(part.parameters()).dtype != dtype:
             part.to(dtype=dtype)
@@ -89,18 +89,16 @@ def load_sd(model: str | None, *, device: str = "cpu", dtype: torch.dtype = torc
     return sd
 
 
-def _load_diffusers(path: Path, dtype: torch.dtype) -> SDModel:
+def _load_diffusers(path: Path) -> SDModel:
     from diffusers import StableDiffusionPipeline
 
     if not path.exists():
         raise ConfigError("model", str(path), "a diffusers model folder or a .safetensors/.ckpt checkpoint")
     try:
         if path.is_dir():
-            pipe = StableDiffusionPipeline.from_pretrained(
-                str(path), local_files_only=True, safety_checker=None, torch_dtype=dtype
-            )
+            pipe = StableDiffusionPipeline.from_pretrained(str(path), local_files_only=True, safety_checker=None)
         else:
-            pipe = StableDiffusionPipeline.from_single_file(str(path), local_files_only=True, torch_dtype=dtype)
+            pipe = StableDiffusionPipeline.from_single_file(str(path), local_files_only=True)
     except (OSError, ValueError, KeyError) as e:
         raise IncompatibleModelError(f"cannot load Stable Diffusion model {path}: {e}") from e
     return SDModel(pipe.unet, pipe.vae, pipe.text_encoder, pipe.tokenizer, dict(pipe.scheduler.config), path.name)
