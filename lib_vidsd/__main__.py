@@ -107,7 +107,20 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-_ANIMATE_SKIP = ("enable", "model")
+# WebUI/API-only fields; the CLI has its own --format, --last-image and --motion-module
+_ANIMATE_SKIP = (
+    "enable",
+    "model",
+    "format",
+    "interp",
+    "interp_x",
+    "last_frame",
+    "request_id",
+    "video_source",
+    "video_path",
+    "mask_path",
+    "is_i2i_batch",
+)
 _ANIMATE_ALIASES = {"video_length": "--frames", "batch_size": "--context"}
 
 

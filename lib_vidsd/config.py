@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Optional, Tuple, Type, TypeVar
+from typing import Any, List, Optional, Tuple, Type, TypeVar
 
 try:  # pydantic 2 ships the v1 API under pydantic.v1
     from pydantic.v1 import BaseModel, Extra, Field, ValidationError, validator
@@ -212,6 +212,8 @@ def describe(model: Type[Params]) -> list[FieldInfo]:
         kind = f.outer_type_ if f.outer_type_ is not None else f.type_
         choices = tuple(f.type_.values()) if isinstance(f.type_, type) and issubclass(f.type_, Choice) else None
         default = f.default.value if isinstance(f.default, Choice) else f.default
+        if isinstance(default, list):
+            default = [d.value if isinstance(d, Choice) else d for d in default]
         out.append(FieldInfo(name, default, info.description or "", choices, lo, hi, kind))
     return out
 
@@ -282,12 +284,46 @@ class FreeInitFilter(Choice):
     BOX = "box"
 
 
+class SaveFormat(Choice):
+    """What an AnimateDiff job saves (sd-webui-animatediff's names; the API also takes lower case)."""
+
+    GIF = "GIF"
+    MP4 = "MP4"
+    WEBP = "WEBP"
+    WEBM = "WEBM"
+    PNG = "PNG"  # the frames, each with the infotext
+    TXT = "TXT"  # the infotext beside the video
+    FRAME = "Frame"  # API only: return the frames too
+
+
+class InterpMethod(Choice):
+    """Frame interpolation of the result (more methods arrive with the interpolation capability)."""
+
+    OFF = "Off"
+
+
+def _save_formats(value):
+    if value is None:
+        return value
+    if isinstance(value, str):
+        value = [v for v in value.replace(";", ",").split(",") if v.strip()]
+    by_lower = {f.value.lower(): f.value for f in SaveFormat}
+    out = []
+    for item in value:
+        key = str(getattr(item, "value", item)).strip().lower()
+        if key not in by_lower:
+            raise ValueError(", ".join(SaveFormat.values()))
+        if by_lower[key] not in out:
+            out.append(by_lower[key])
+    return out
+
+
 class AnimateDiffParams(Params):
     """One AnimateDiff job. Names follow sd-webui-animatediff's API so its clients work unchanged."""
 
     enable: bool = Field(False, description="Render an animation instead of still images.")
     model: str = Field("mm_sd15_v3.safetensors", description="Motion module file (in the motion-module folder).")
-    video_length: int = Field(16, ge=0, le=MAX_FRAMES, description="Number of frames; 0 uses the context batch size.")
+    video_length: int = Field(0, ge=0, le=MAX_FRAMES, description="Number of frames; 0 uses the context batch size.")
     fps: float = Field(8.0, gt=0, le=MAX_FPS, description="Frames per second of the saved animation.")
     loop_number: int = Field(0, ge=0, le=65535, description="How many times the animation plays; 0 loops forever.")
     closed_loop: ClosedLoop = Field(
@@ -327,6 +363,32 @@ class AnimateDiffParams(Params):
         1.0, ge=0, le=10, description="img2img: decay of the last frame's influence, counted from the end."
     )
     latent_scale_last: float = Field(32.0, gt=0, le=128, description="img2img: strength of the last frame's latent.")
+    format: List[SaveFormat] = Field(
+        [SaveFormat.GIF, SaveFormat.PNG], description="What to save: GIF, MP4, WEBP, WEBM, PNG frames, TXT infotext."
+    )
+    interp: InterpMethod = Field(InterpMethod.OFF, description="Frame interpolation of the result.")
+    interp_x: int = Field(10, ge=2, le=100, description="Interpolation factor: each gap gets interp_x - 1 new frames.")
+    last_frame: Optional[Any] = Field(None, description="img2img: an optional last frame (image; base64 in the API).")
+    request_id: str = Field("", description="Tag added to the output file names (letters, digits, - and _ kept).")
+    # accepted so sd-webui-animatediff clients keep working; video input is Multi-frame rendering's job
+    video_source: Optional[Any] = Field(
+        None, description="Not supported here: use Multi-frame rendering for video input."
+    )
+    video_path: str = Field("", description="Not supported here: use Multi-frame rendering for video input.")
+    mask_path: str = Field("", description="Not supported here: use Multi-frame rendering for video input.")
+    is_i2i_batch: bool = Field(False, description="Set by the WebUI for img2img batch jobs.")
+
+    _formats = validator("format", pre=True, allow_reuse=True)(_save_formats)
+
+    @validator("request_id")
+    def _safe_request_id(cls, value):
+        return "".join(ch for ch in value if ch.isascii() and (ch.isalnum() or ch in "-_"))[:64]
+
+    @validator("video_source", "video_path", "mask_path")
+    def _no_video_input(cls, value):
+        if value:
+            raise ValueError("empty (video input is handled by the Multi-frame rendering script)")
+        return value
 
     @validator("overlap")
     def _overlap_below_context(cls, value, values):

@@ -51,3 +51,20 @@ def test_config_error_survives_pickling():
 
     err = pickle.loads(pickle.dumps(ConfigError("fps", 0, "0..240")))
     assert err.field == "fps" and str(err) == "fps: got 0; allowed: 0..240"
+
+
+def test_animatediff_api_fields_follow_the_reference():
+    from lib_vidsd.config import AnimateDiffParams
+
+    p = validate(AnimateDiffParams, format=["gif", "MP4", "Frame", "gif"], request_id="run 7/../x")
+    assert [f.value for f in p.format] == ["GIF", "MP4", "Frame"] and p.request_id == "run7x"
+    assert p.video_length == 0 and p.batch_size == 16 and p.overlap == -1 and p.closed_loop.value == "R-P"
+    for bad, field in (
+        ({"format": ["avi"]}, "format"),
+        ({"video_path": "/etc"}, "video_path"),
+        ({"interp": "FILM"}, "interp"),
+        ({"batch_size": 8, "overlap": 8}, "overlap"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            validate(AnimateDiffParams, bad)
+        assert e.value.field == field
