@@ -150,6 +150,17 @@ def install_extension(path: str | Path, name: str = "vidsd"):
     return extensions.add(extensions.Extension(name, str(path)))
 
 
+def _source_file(script: Any) -> str:
+    """The file a script class came from; loaded extension scripts are not in ``sys.modules`` (as in
+    the WebUI), so their entry in ``scripts.scripts_data`` says."""
+    from modules import scripts
+
+    for data in scripts.scripts_data:
+        if data.script_class is type(script):
+            return data.path
+    return inspect.getfile(type(script))
+
+
 def make_runner(
     script_objects: Iterable[Any],
     *,
@@ -169,7 +180,7 @@ def make_runner(
     args = args or {}
     runner = scripts.ScriptRunner()
     for script in script_objects:
-        script.filename = inspect.getfile(type(script))
+        script.filename = _source_file(script)
         script.is_txt2img = not is_img2img
         script.is_img2img = is_img2img
         script.tabname = "img2img" if is_img2img else "txt2img"

@@ -79,3 +79,17 @@ def save_image(
             out.write(f"{info}\n")
     script_callbacks.image_saved_callback(params)
     return params.filename, txt_fullfn
+
+
+def get_next_sequence_number(path, basename):
+    """The number after the highest ``NNNNN`` that names in ``path`` start with (after
+    ``basename-`` when a basename is given); 0 for an empty folder."""
+    prefix = f"{basename}-" if basename else ""
+    highest = -1
+    for name in os.listdir(path):
+        if not name.startswith(prefix):
+            continue
+        head = os.path.splitext(name[len(prefix) :])[0].split("-")[0]
+        if head.isdigit():
+            highest = max(highest, int(head))
+    return highest + 1

@@ -1,0 +1,228 @@
+"""One AnimateDiff job on an A1111 processing object.
+
+Lifecycle (A1111 v1.10 hook order):
+
+- ``before_process``: parse and validate the arguments; the batch becomes the frame sequence
+  (``p.batch_size = frames``); prompt travel turns the prompt into one prompt per frame.
+- ``process``: load the motion module, refuse a family that does not fit the checkpoint, inject it,
+  swap in its noise schedule, and give the UNet an instance-level ``forward`` that runs it window
+  by window. All of it is one undo journal on the UNet; ``p.close`` (called by A1111 in a
+  ``finally`` through ``contextlib.closing``) restores it, as do ``postprocess``, the next job's
+  start, a model load and script unload.
+- every sampling step (``on_cfg_denoiser``): count the step, blend the per-frame conditioning.
+- ``postprocess``: write the animation(s), hand the gallery / API its files.
+
+A hook's exception is swallowed by A1111, so a failure found in a hook is kept and raised from
+the UNet's first call: the job fails with our message instead of silently rendering stills.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from lib_vidsd.config import AnimateDiffParams
+from lib_vidsd.errors import IncompatibleModelError, VidsdError
+from lib_vidsd.motion import MotionPatch, inject, load_motion_module
+from lib_vidsd.motion.latents import blend_for
+from lib_vidsd.motion.windowed import denoise_windowed
+from lib_vidsd.patching import restore_all
+from lib_vidsd.schedule.prompts import PromptTravel, parse_prompt_travel, travel_is_closed
+
+from . import binding, models
+
+log = logging.getLogger("vidsd.a1111.animatediff")
+
+
+class A1111Stop:
+    """The StopToken over A1111's ``shared.state`` (interrupt and skip buttons)."""
+
+    def stop_requested(self) -> bool:
+        from modules import shared
+
+        return bool(shared.state.interrupted or shared.state.skipped)
+
+    def skip_requested(self) -> bool:
+        from modules import shared
+
+        return bool(shared.state.skipped)
+
+
+def unet_of(p) -> torch.nn.Module:
+    return p.sd_model.model.diffusion_model
+
+
+@dataclass
+class _ModuleCache:
+    """The last motion module loaded (path, mtime) → module: reloading 1.7 GB per job would hurt."""
+
+    key: tuple | None = None
+    module: Any = None
+
+    def get(self, path):
+        key = (str(path), path.stat().st_mtime_ns)
+        if key != self.key:
+            self.module, self.key = None, None
+            self.module = load_motion_module(path)
+            self.key = key
+        return self.module
+
+
+MODULE_CACHE = _ModuleCache()
+
+
+@dataclass
+class AnimateDiffJob:
+    params: AnimateDiffParams
+    frames: int
+    is_img2img: bool
+    travel: PromptTravel | None = None
+    patch: MotionPatch | None = None
+    error: Exception | None = None
+    step: int = -1
+    outputs: list = field(default_factory=list)
+
+    # --- before_process ----------------------------------------------------------------------
+
+    @classmethod
+    def start(cls, p, params: AnimateDiffParams, is_img2img: bool) -> AnimateDiffJob:
+        restore_all(unet_of(p))  # whatever a crashed job left behind
+        frames = params.video_length or params.batch_size
+        job = cls(params, frames, is_img2img)
+        p.batch_size = frames
+        prompt = p.prompt if isinstance(p.prompt, str) else None
+        if prompt is not None:
+            job.travel = parse_prompt_travel(prompt, frames)
+            if job.travel is not None:
+                p.prompt = job.travel.batch_prompts(p.n_iter)
+        p.extra_generation_params[binding.INFOTEXT_KEY] = binding.infotext(params, is_img2img=is_img2img)
+        return job
+
+    # --- process --------------------------------------------------------------------------------
+
+    def attach(self, p) -> None:
+        """Inject the motion module and take over the UNet's forward; failures are kept for later."""
+        unet = unet_of(p)
+        try:
+            path = models.resolve(self.params.model)
+            module = MODULE_CACHE.get(path)
+            model_is_sdxl = bool(getattr(p.sd_model, "is_sdxl", False))
+            if module.is_sdxl != model_is_sdxl:
+                kind = "an SDXL" if model_is_sdxl else "an SD1.x"
+                raise IncompatibleModelError(
+                    f"model: {self.params.model} is a {module.family} motion module; the loaded checkpoint is {kind} model"
+                )
+            self.patch = inject(unet, module, frames=min(self.params.batch_size, self.frames))
+            handle = self.patch.handle
+            schedule = self.patch.alphas_cumprod
+            if schedule is not None and hasattr(p.sd_model, "alphas_cumprod"):
+                current = p.sd_model.alphas_cumprod
+                handle.set_attr(p.sd_model, "alphas_cumprod", schedule.to(current.device, current.dtype))
+            handle.override_forward(unet, self._windowed_forward(unet))
+            original_close = p.close
+            handle.set_attr(p, "close", lambda: (self.finish(), original_close()))
+        except (VidsdError, OSError) as e:
+            self.error = e
+            self._fail_on_first_call(p, unet)
+
+    def _fail_on_first_call(self, p, unet) -> None:
+        from lib_vidsd.patching import open_patch
+
+        handle = open_patch(unet, "animatediff-error")
+        error = self.error
+
+        def raise_error(module, *args, **kwargs):
+            handle.restore()
+            raise error
+
+        handle.override_forward(unet, raise_error)
+        original_close = p.close
+        handle.set_attr(p, "close", lambda: (handle.restore(), original_close()))
+
+    def _windowed_forward(self, unet):
+        frames, params, patch = self.frames, self.params, self.patch
+        stop = A1111Stop()
+        original = unet.__dict__.get("forward")  # another instance-level forward, if any, stays in the chain
+
+        def call(x, timesteps=None, context=None, **kwargs):
+            if original is not None:
+                return original(x, timesteps, context, **kwargs)
+            return type(unet).forward(unet, x, timesteps, context, **kwargs)
+
+        def forward(module, x, timesteps=None, context=None, **kwargs):
+            rows = x.shape[0]
+            if rows % frames:
+                raise VidsdError(f"AnimateDiff: the UNet got {rows} rows, not a multiple of {frames} frames")
+            per_row = {"timesteps": timesteps, "context": context}
+            extra = {k: v for k, v in kwargs.items() if torch.is_tensor(v) and v.shape[:1] == (rows,)}
+            rest = {k: v for k, v in kwargs.items() if k not in extra}
+            per_row.update(extra)
+            per_row = {k: v for k, v in per_row.items() if v is not None}
+
+            def model_fn(xw, **row_values):
+                return call(
+                    xw, row_values.pop("timesteps", None), row_values.pop("context", None), **row_values, **rest
+                )
+
+            return denoise_windowed(
+                model_fn,
+                x,
+                num_frames=frames,
+                context_size=params.batch_size,
+                stride=params.stride,
+                overlap=params.overlap,
+                closed_loop=params.closed_loop,
+                step=max(self.step, 0),
+                fuse=params.fuse,
+                set_frames=patch.set_frames,
+                per_row=per_row,
+                stop=stop,
+            )
+
+        return forward
+
+    # --- per step -----------------------------------------------------------------------------
+
+    def on_cfg_denoiser(self, params) -> None:
+        self.step += 1
+        if self.travel is None or self.error is not None:
+            return
+        closed = travel_is_closed(self.frames, self.params.batch_size, self.params.closed_loop)
+        cond = params.text_cond
+        rows = (cond["crossattn"] if isinstance(cond, dict) else cond).shape[0]
+        if rows == self.frames:  # one conditioning row per frame (AND-prompts give more: left alone)
+            params.text_cond = self.travel.blend(cond, closed)
+
+    # --- img2img ------------------------------------------------------------------------------
+
+    def blend_init_latent(self, p) -> None:
+        """img2img: fade the first (and optional last) frame's latent into noise along the frames."""
+        if not self.is_img2img or getattr(p, "init_latent", None) is None or self.params.is_i2i_batch:
+            return
+        init = p.init_latent
+        generator = torch.Generator().manual_seed(int(p.seeds[0]) if getattr(p, "seeds", None) else 0)
+        noise = torch.randn(init.shape, generator=generator).to(init.device, init.dtype)
+        last = None
+        if self.params.last_frame is not None:
+            last = _encode(p, self.params.last_frame)
+        p.init_latent = blend_for(self.params, init[:1], noise, last).to(init.dtype)
+
+    # --- end ----------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        if self.patch is not None and self.patch.active:
+            self.patch.restore()
+
+
+def _encode(p, image) -> torch.Tensor:
+    import numpy as np
+
+    img = image.convert("RGB").resize((p.width, p.height))
+    x = torch.from_numpy(np.asarray(img, dtype=np.float32) / 127.5 - 1.0).permute(2, 0, 1)[None]
+    model = p.sd_model
+    x = x.to(next(model.parameters()).device)
+    with torch.no_grad():
+        return model.get_first_stage_encoding(model.encode_first_stage(x))

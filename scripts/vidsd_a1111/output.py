@@ -1,0 +1,86 @@
+"""Writing an AnimateDiff result where A1111 writes its images, and what the gallery/API get back.
+
+Files go to ``<outpath_samples>/AnimateDiff/<YYYY-MM-DD>/`` named ``NNNNN-<seed>[-<request_id>]``
+(A1111's sequence numbering), each written atomically by ``lib_vidsd.video``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+from pathlib import Path
+
+import numpy as np
+
+from lib_vidsd.video import write_video
+from lib_vidsd.video.writer import write_text
+
+VIDEO_FORMATS = {"GIF": ("gif", ".gif"), "MP4": ("mp4", ".mp4"), "WEBP": ("webp", ".webp"), "WEBM": ("webm", ".webm")}
+
+
+def output_folder(p) -> Path:
+    return Path(p.outpath_samples) / "AnimateDiff" / datetime.date.today().isoformat()
+
+
+def _settings() -> dict:
+    from modules import shared
+
+    opts = shared.opts.data
+    return {
+        "gif_palette": bool(opts.get("vidsd_gif_palette", True)),
+        "gif_optimize": bool(opts.get("vidsd_gif_optimize", False)),
+        "webp_quality": int(opts.get("vidsd_webp_quality", 80)),
+        "webp_lossless": bool(opts.get("vidsd_webp_lossless", False)),
+        "mp4_crf": int(opts.get("vidsd_mp4_crf", 23)),
+        "mp4_preset": str(opts.get("vidsd_mp4_preset", "medium")),
+    }
+
+
+def save(p, frames: list, params, infotext: str, seed: int) -> list[Path]:
+    """Write one animation in every requested format; returns the files (video files first)."""
+    from modules import images
+
+    folder = output_folder(p)
+    folder.mkdir(parents=True, exist_ok=True)
+    number = images.get_next_sequence_number(str(folder), "")
+    stem = f"{number:05}-{seed}" + (f"-{params.request_id}" if params.request_id else "")
+    arrays = [np.asarray(f.convert("RGB")) if hasattr(f, "convert") else np.asarray(f) for f in frames]
+    opts = _settings()
+    formats = [f.value for f in params.format]
+    written = []
+    for name in formats:
+        if name not in VIDEO_FORMATS:
+            continue
+        fmt, suffix = VIDEO_FORMATS[name]
+        extra = {}
+        if fmt == "gif":
+            extra = {"gif_palette": opts["gif_palette"], "gif_optimize": opts["gif_optimize"]}
+        elif fmt == "webp":
+            extra = {"quality": opts["webp_quality"], "lossless": opts["webp_lossless"]}
+        elif fmt == "mp4":
+            extra = {"crf": opts["mp4_crf"], "preset": opts["mp4_preset"]}
+        written.append(
+            write_video(
+                arrays,
+                folder / f"{stem}{suffix}",
+                fps=params.fps,
+                loop=params.loop_number,
+                format=fmt,
+                comment=infotext,
+                **extra,
+            )
+        )
+    if "PNG" in formats:
+        written.append(
+            write_video(
+                arrays, folder / f"{stem}-frames", fps=params.fps, format="png", frame_texts=[infotext] * len(arrays)
+            )
+        )
+    if "TXT" in formats:
+        written.append(write_text(folder / f"{stem}.txt", infotext + "\n"))
+    return written
+
+
+def encode_files(paths: list[Path]) -> list[str]:
+    """Each file as base64 text: what sd-webui-animatediff clients read from the API's ``images``."""
+    return [base64.b64encode(Path(path).read_bytes()).decode("ascii") for path in paths]

@@ -1,0 +1,107 @@
+"""AnimateDiff in txt2img and img2img: an AlwaysVisible accordion, the job hooks, callbacks."""
+
+import os
+import sys
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:  # our glue package lives beside this file (A1111 runs only top-level files)
+    sys.path.insert(0, _HERE)
+
+from modules import script_callbacks, scripts, shared  # noqa: E402
+
+from lib_vidsd.errors import VidsdError  # noqa: E402
+from lib_vidsd.patching import restore_all  # noqa: E402
+from vidsd_a1111 import binding, output, ui  # noqa: E402
+from vidsd_a1111.job import AnimateDiffJob, unet_of  # noqa: E402
+
+_JOBS: dict = {}  # id(p) → job, for the cfg callback (which only sees the sampler's p)
+
+
+class AnimateDiffScript(scripts.Script):
+    def __init__(self):
+        super().__init__()
+        self.jobs = _JOBS
+
+    def title(self):
+        return "AnimateDiff"
+
+    def show(self, is_img2img):
+        return scripts.AlwaysVisible
+
+    def ui(self, is_img2img):
+        return ui.build(self, is_img2img)
+
+    def before_process(self, p, *args):
+        self.jobs.pop(id(p), None)
+        try:
+            params = binding.parse_args(args)
+        except VidsdError as e:
+            self._fail(p, e)
+            return
+        if not params.enable:
+            return
+        try:
+            self.jobs[id(p)] = AnimateDiffJob.start(p, params, self.is_img2img)
+        except VidsdError as e:
+            self._fail(p, e)
+
+    def _fail(self, p, error):
+        job = AnimateDiffJob(binding.parse_args(({"enable": True},)), 1, self.is_img2img, error=error)
+        self.jobs[id(p)] = job
+
+    def process(self, p, *args):
+        job = self.jobs.get(id(p))
+        if job is None:
+            return
+        if job.error is not None:
+            job._fail_on_first_call(p, unet_of(p))
+        else:
+            job.attach(p)
+
+    def before_process_batch(self, p, *args, **kwargs):
+        job = self.jobs.get(id(p))
+        if job is not None and job.error is None:
+            job.blend_init_latent(p)
+
+    def postprocess(self, p, processed, *args):
+        job = self.jobs.pop(id(p), None)
+        if job is None:
+            return
+        job.finish()
+        if job.error is not None:
+            return
+        start = processed.index_of_first_image
+        frames_all = processed.images[start:]
+        videos, shown = [], []
+        for k in range(0, len(frames_all) - job.frames + 1, job.frames):
+            frames = frames_all[k : k + job.frames]
+            seed = processed.all_seeds[k] if k < len(processed.all_seeds) else processed.seed
+            info = processed.infotexts[start + k] if len(processed.infotexts) > start + k else ""
+            paths = output.save(p, frames, job.params, info, seed)
+            videos += [x for x in paths if x.suffix in (".gif", ".mp4", ".webp", ".webm")]
+            shown += frames[:1]
+        if getattr(p, "is_api", False):
+            with_frames = any(f.value == "Frame" for f in job.params.format)
+            processed.images = output.encode_files(videos) + (list(frames_all) if with_frames else [])
+        else:
+            gifs = [str(x) for x in videos if x.suffix == ".gif"]
+            processed.images = gifs + processed.images if gifs else processed.images
+
+
+def _on_cfg_denoiser(params):
+    p = getattr(params.denoiser, "p", None)
+    job = _JOBS.get(id(p)) if p is not None else None
+    if job is not None:
+        job.on_cfg_denoiser(params)
+
+
+def _restore_current_model(*_args):
+    model = getattr(shared, "sd_model", None)
+    if model is not None and hasattr(model, "model"):
+        restore_all(model.model.diffusion_model)
+
+
+script_callbacks.on_cfg_denoiser(_on_cfg_denoiser)
+script_callbacks.on_infotext_pasted(binding.infotext_pasted)
+script_callbacks.on_model_loaded(_restore_current_model)
+script_callbacks.on_script_unloaded(_restore_current_model)

@@ -1,0 +1,236 @@
+"""AnimateDiff through the A1111 contract stub: the job, outputs, API forms, errors, restoration."""
+
+from __future__ import annotations
+
+import base64
+import io
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def webui(a1111, tmp_path):
+    """The stub with vidsd installed, a tiny motion module in the motion-module folder."""
+    from modules import scripts, shared
+    from safetensors.torch import save_file
+
+    from lib_vidsd.pipelines.animate import tiny_motion_module
+    from tests.rig.a1111 import install_extension
+
+    folder = tmp_path / "AnimateDiff"
+    folder.mkdir()
+    save_file(tiny_motion_module().state_dict(), str(folder / "mm_tiny.safetensors"))
+    shared.opts.data["vidsd_animatediff_model_path"] = str(folder)
+    install_extension(ROOT)
+    scripts.load_scripts()
+    script_cls = next(s.script_class for s in scripts.scripts_data if s.script_class.__name__ == "AnimateDiffScript")
+    yield a1111, script_cls
+    sys.modules.pop("vidsd_a1111.job", None)
+
+
+def _run(webui, args, **fields):
+    from tests.rig.a1111 import make_runner, run_txt2img
+
+    _modules, script_cls = webui
+    script = script_cls()
+    runner, script_args = make_runner([script], args={script: args})
+    fields = {"prompt": "a cat", "steps": 2, "width": 64, "height": 64, "seed": 3, "cfg_scale": 5, **fields}
+    return run_txt2img(runner, script_args, **fields)
+
+
+def _unet():
+    from modules import shared
+
+    return shared.sd_model.model.diffusion_model
+
+
+def test_dict_form_renders_frames_and_writes_videos(webui, tmp_path):
+    from lib_vidsd.patching import is_patched
+    from lib_vidsd.video import probe
+
+    args = [
+        {
+            "enable": True,
+            "model": "mm_tiny.safetensors",
+            "video_length": 6,
+            "batch_size": 4,
+            "format": ["GIF", "MP4", "PNG", "TXT"],
+            "request_id": "r1",
+        }
+    ]
+    p, processed = _run(webui, args)
+    assert p.batch_size == 6 and not is_patched(_unet())
+    out = next((tmp_path / "outputs" / "txt2img-images" / "AnimateDiff").iterdir())
+    names = sorted(x.name for x in out.iterdir())
+    assert any(n.endswith("-r1.gif") for n in names) and any(n.endswith("-r1.mp4") for n in names)
+    gif = next(out.glob("*.gif"))
+    assert probe(gif).frame_count == 6
+    assert "AnimateDiff: " in next(out.glob("*.txt")).read_text()
+    assert isinstance(processed.images[0], str) and processed.images[0].endswith(".gif")
+
+
+def test_api_returns_videos_as_base64(webui):
+    args = [
+        {"enable": True, "model": "mm_tiny.safetensors", "video_length": 4, "batch_size": 4, "format": ["GIF", "Frame"]}
+    ]
+    from tests.rig.a1111 import make_runner
+
+    _m, script_cls = webui
+    script = script_cls()
+    runner, script_args = make_runner([script], args={script: args})
+    from modules import processing, shared
+
+    p = processing.StableDiffusionProcessingTxt2Img(
+        sd_model=shared.sd_model,
+        prompt="a cat",
+        steps=2,
+        width=64,
+        height=64,
+        seed=1,
+        outpath_samples=shared.opts.data["outdir_txt2img_samples"],
+    )
+    p.is_api = True
+    p.scripts = runner
+    p.script_args = script_args
+    processed = processing.process_images(p)
+    p.close()
+    data = base64.b64decode(processed.images[0])
+    assert data[:6] == b"GIF89a"
+    assert len(processed.images) == 1 + 4  # the GIF, then the frames ("Frame")
+
+
+def test_positional_form_matches_dict_form(webui):
+    from vidsd_a1111 import binding
+
+    values = {b.field: binding.FIELDS[b.field].default for b in binding.widget_bindings()}
+    values.update(enable=True, model="mm_tiny.safetensors", video_length=4, batch_size=4, format=["GIF"])
+    positional = [values[b.field] for b in binding.widget_bindings()]
+    assert binding.parse_args(positional) == binding.parse_args([values])
+
+
+def test_motion_changes_frames_and_plain_run_is_unchanged_after(webui):
+    import numpy as np
+
+    plain_before = _run(webui, [{"enable": False}], batch_size=4)[1].images
+    animated = _run(
+        webui, [{"enable": True, "model": "mm_tiny.safetensors", "video_length": 4, "batch_size": 4, "format": ["PNG"]}]
+    )[1]
+    plain_after = _run(webui, [{"enable": False}], batch_size=4)[1].images
+    assert all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(plain_before, plain_after, strict=True))
+    frames = animated.images
+    assert not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(plain_before, frames, strict=True))
+
+
+def test_bad_argument_fails_the_job_not_a_silent_still(webui):
+    from lib_vidsd.errors import ConfigError
+    from lib_vidsd.patching import is_patched
+
+    with pytest.raises(ConfigError, match="model"):
+        _run(webui, [{"enable": True, "model": "../../etc/passwd"}])
+    assert not is_patched(_unet())
+    with pytest.raises(ConfigError, match="closed_loop"):
+        _run(webui, [{"enable": True, "model": "mm_tiny.safetensors", "closed_loop": "X"}])
+    assert not is_patched(_unet())
+
+
+def test_interrupt_leaves_the_unet_unpatched(webui):
+    from modules import script_callbacks, shared
+
+    from lib_vidsd.patching import is_patched
+
+    def interrupt(params):
+        shared.state.interrupted = True
+
+    script_callbacks.on_cfg_denoiser(interrupt)
+    try:
+        _run(
+            webui,
+            [{"enable": True, "model": "mm_tiny.safetensors", "video_length": 4, "batch_size": 4, "format": ["GIF"]}],
+        )
+    except Exception:
+        pass
+    assert not is_patched(_unet())
+
+
+def test_infotext_round_trip(webui):
+    from vidsd_a1111 import binding
+
+    params = binding.parse_args(
+        [
+            {
+                "enable": True,
+                "model": "mm_tiny.safetensors",
+                "video_length": 12,
+                "closed_loop": "A",
+                "format": ["GIF", "MP4"],
+                "stride": 2,
+            }
+        ]
+    )
+    text = binding.infotext(params, is_img2img=False)
+    pasted = {"AnimateDiff": text}
+    binding.infotext_pasted("", pasted)
+    assert pasted["AnimateDiff video_length"] == "12" and pasted["AnimateDiff closed_loop"] == "A"
+    assert pasted["AnimateDiff format"] == ["GIF", "MP4"] and pasted["AnimateDiff enable"] is True
+
+
+def test_widgets_schema_and_infotext_cover_the_same_fields_with_the_same_defaults(webui):
+    from lib_vidsd.config import AnimateDiffParams
+    from vidsd_a1111 import binding, ui
+
+    schema = AnimateDiffParams.schema()["properties"]
+    assert {b.field for b in binding.BINDINGS} == set(schema)
+    defaults = binding.defaults()
+    for b in binding.widget_bindings()[1:]:
+        spec = ui.widget_spec(b, is_img2img=True)
+        if b.field != "model":
+            assert spec["value"] == defaults[b.field], b.field
+        if "default" in schema[b.field]:
+            assert schema[b.field]["default"] == defaults[b.field] or b.field == "format", b.field
+    infotext_fields = {b.field for b in binding.BINDINGS if b.infotext}
+    params = binding.parse_args([{"enable": True}])
+    assert set(binding.parse_infotext(binding.infotext(params, is_img2img=True))) == infotext_fields - {"request_id"}
+
+
+def test_img2img_with_last_frame(webui):
+    from modules import shared
+
+    from tests.rig.a1111 import make_runner, run_img2img
+
+    _m, script_cls = webui
+    script = script_cls()
+    script.is_img2img = True
+    buf = io.BytesIO()
+    Image.new("RGB", (64, 64), (0, 0, 255)).save(buf, format="PNG")
+    args = [
+        {
+            "enable": True,
+            "model": "mm_tiny.safetensors",
+            "video_length": 4,
+            "batch_size": 4,
+            "format": ["GIF"],
+            "last_frame": base64.b64encode(buf.getvalue()).decode(),
+            "latent_power_last": 2,
+        }
+    ]
+    runner, script_args = make_runner([script], is_img2img=True, args={script: args})
+    p, processed = run_img2img(
+        runner,
+        script_args,
+        init_images=[Image.new("RGB", (64, 64), (255, 0, 0))],
+        prompt="a cat",
+        steps=2,
+        width=64,
+        height=64,
+        seed=2,
+        denoising_strength=0.5,
+    )
+    assert p.batch_size == 4 and "latent_power_last: 2" in p.extra_generation_params["AnimateDiff"]
+    assert torch.is_tensor(p.init_latent) and p.init_latent.shape[0] == 4
+    assert shared.sd_model is not None
