@@ -234,3 +234,12 @@ def test_img2img_with_last_frame(webui):
     assert p.batch_size == 4 and "latent_power_last: 2" in p.extra_generation_params["AnimateDiff"]
     assert torch.is_tensor(p.init_latent) and p.init_latent.shape[0] == 4
     assert shared.sd_model is not None
+
+
+def test_dict_form_followed_by_widget_defaults_as_the_webui_api_sends_it(webui):
+    """A1111's API puts the dict in the first slot of the script's slice; the rest keep widget values."""
+    from vidsd_a1111 import binding
+
+    rest = [binding.FIELDS[b.field].default for b in binding.widget_bindings()[1:]]
+    params = binding.parse_args([{"enable": True, "model": "mm_tiny.safetensors", "video_length": 5}, *rest])
+    assert params.enable and params.video_length == 5

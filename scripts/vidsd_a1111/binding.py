@@ -77,13 +77,15 @@ def defaults() -> dict[str, Any]:
 def parse_args(args: tuple | list) -> AnimateDiffParams:
     """The script's arguments → validated parameters.
 
-    Accepts the API's dict form (``args: [{"enable": true, ...}]``), an ``AnimateDiffParams``,
-    or positional values in :func:`widget_bindings` order (the UI, and the API list form; missing
-    trailing values take their defaults). Raises ``ConfigError`` naming the field.
+    Accepts the API's dict form (``args: [{"enable": true, ...}]``; A1111 fills the rest of the
+    script's argument slice with the widgets' defaults, which are then ignored), an
+    ``AnimateDiffParams``, or positional values in :func:`widget_bindings` order (the UI, and the
+    API list form; missing trailing values take their defaults). Raises ``ConfigError`` naming
+    the field.
     """
-    if len(args) == 1 and isinstance(args[0], AnimateDiffParams):
+    if args and isinstance(args[0], AnimateDiffParams):
         return args[0]
-    if len(args) == 1 and isinstance(args[0], dict):
+    if args and isinstance(args[0], dict):
         values = dict(args[0])
     else:
         binds = widget_bindings()
