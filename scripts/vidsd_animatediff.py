@@ -11,7 +11,7 @@ from modules import script_callbacks, scripts, shared  # noqa: E402
 
 from lib_vidsd.errors import VidsdError  # noqa: E402
 from lib_vidsd.patching import restore_all  # noqa: E402
-from vidsd_a1111 import binding, output, ui  # noqa: E402
+from vidsd_a1111 import api, binding, output, settings, ui, xyz  # noqa: E402
 from vidsd_a1111.job import AnimateDiffJob, unet_of  # noqa: E402
 
 _JOBS: dict = {}  # id(p) → job, for the cfg callback (which only sees the sampler's p)
@@ -34,7 +34,7 @@ class AnimateDiffScript(scripts.Script):
     def before_process(self, p, *args):
         self.jobs.pop(id(p), None)
         try:
-            params = binding.parse_args(args)
+            params = binding.parse_args(_with_default_formats(args))
         except VidsdError as e:
             self._fail(p, e)
             return
@@ -44,6 +44,9 @@ class AnimateDiffScript(scripts.Script):
             self.jobs[id(p)] = AnimateDiffJob.start(p, params, self.is_img2img)
         except VidsdError as e:
             self._fail(p, e)
+            return
+        if not shared.opts.data.get("vidsd_animatediff_save_frames", True):
+            p.do_not_save_samples = True
 
     def _fail(self, p, error):
         job = AnimateDiffJob(binding.parse_args(({"enable": True},)), 1, self.is_img2img, error=error)
@@ -88,6 +91,15 @@ class AnimateDiffScript(scripts.Script):
             processed.images = gifs + processed.images if gifs else processed.images
 
 
+def _with_default_formats(args):
+    """An API dict without ``format`` gets the formats chosen in Settings, like the widget does."""
+    if args and isinstance(args[0], dict) and "format" not in args[0]:
+        formats = shared.opts.data.get("vidsd_animatediff_default_formats")
+        if formats:
+            return ({**args[0], "format": list(formats)}, *args[1:])
+    return args
+
+
 def _on_cfg_denoiser(params):
     p = getattr(params.denoiser, "p", None)
     job = _JOBS.get(id(p)) if p is not None else None
@@ -101,7 +113,21 @@ def _restore_current_model(*_args):
         restore_all(model.model.diffusion_model)
 
 
+def _on_app_started(_demo, app):
+    api.mount(app)
+
+
+def _on_ui_settings():
+    settings.register()
+
+
 script_callbacks.on_cfg_denoiser(_on_cfg_denoiser)
+script_callbacks.on_app_started(_on_app_started)
+script_callbacks.on_ui_settings(_on_ui_settings)
 script_callbacks.on_infotext_pasted(binding.infotext_pasted)
 script_callbacks.on_model_loaded(_restore_current_model)
 script_callbacks.on_script_unloaded(_restore_current_model)
+
+_xyz = xyz.find_xyz_module()
+if _xyz is not None:
+    xyz.register(_xyz)

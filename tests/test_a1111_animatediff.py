@@ -243,3 +243,73 @@ def test_dict_form_followed_by_widget_defaults_as_the_webui_api_sends_it(webui):
     rest = [binding.FIELDS[b.field].default for b in binding.widget_bindings()[1:]]
     params = binding.parse_args([{"enable": True, "model": "mm_tiny.safetensors", "video_length": 5}, *rest])
     assert params.enable and params.video_length == 5
+
+
+def test_api_check_answers_422_naming_the_field(webui):
+    from vidsd_a1111 import api
+
+    def body(**ad):
+        return {"prompt": "x", "alwayson_scripts": {"AnimateDiff": {"args": [{"enable": True, **ad}]}}}
+
+    assert api.check_request(body(model="mm_tiny.safetensors"), model_is_sdxl=False) is None
+    assert api.check_request({"prompt": "x"}, model_is_sdxl=False) is None
+    assert api.check_request(body(model="nope.ckpt", enable=False), model_is_sdxl=False) is None
+    cases = [
+        (body(model="../x.ckpt"), "model", "mm_tiny.safetensors"),
+        (body(model="mm_tiny.safetensors", closed_loop="Q"), "closed_loop", "R+P"),
+        (body(model="mm_tiny.safetensors", colour="red"), "colour", "video_length"),
+        (body(model="mm_tiny.safetensors", video_length=-3), "video_length", "0..1024"),
+    ]
+    for request, field, allowed in cases:
+        answer = api.check_request(request, model_is_sdxl=False)
+        assert answer["field"] == field and allowed in answer["detail"], answer
+    wrong = api.check_request(body(model="mm_tiny.safetensors"), model_is_sdxl=True)
+    assert wrong["error"] == "IncompatibleModelError" and wrong["field"] == "model"
+
+
+def test_motion_module_listing(webui, tmp_path):
+    from vidsd_a1111 import api, models
+
+    (tmp_path / "AnimateDiff" / "sub").mkdir()
+    (tmp_path / "AnimateDiff" / "sub" / "notes.txt").write_text("x")
+    listing = api.motion_modules()
+    assert listing == [
+        {
+            "name": "mm_tiny.safetensors",
+            "family": "v3",
+            "size": (tmp_path / "AnimateDiff" / "mm_tiny.safetensors").stat().st_size,
+        }
+    ]
+    assert models.resolve("mm_tiny.safetensors").name == "mm_tiny.safetensors"
+
+
+def test_xyz_axes_change_the_argument(webui):
+    from types import SimpleNamespace
+
+    from vidsd_a1111 import binding, xyz
+
+    class Axis:
+        def __init__(self, label, kind, apply, choices=None):
+            self.label, self.type, self.apply, self.choices = label, kind, apply, choices
+
+    fake = SimpleNamespace(axis_options=[], AxisOption=Axis)
+    xyz.register(fake)
+    xyz.register(fake)  # a scripts reload adds nothing twice
+    labels = [a.label for a in fake.axis_options]
+    assert "[AnimateDiff] Context batch size" in labels and "[AnimateDiff] Motion module" in labels
+    assert len(labels) == len(set(labels))
+
+    _m, script_cls = webui
+    script = script_cls()
+    from tests.rig.a1111 import make_runner
+
+    positional = [binding.FIELDS[b.field].default for b in binding.widget_bindings()]
+    runner, script_args = make_runner([script], args={script: positional})
+    p = SimpleNamespace(scripts=runner, script_args=script_args)
+    axis = next(a for a in fake.axis_options if a.label == "[AnimateDiff] Context batch size")
+    axis.apply(p, 8, [8])
+    assert binding.parse_args(p.script_args[script.args_from : script.args_to]).batch_size == 8
+    runner, script_args = make_runner([script], args={script: [{"enable": True}]})
+    p = SimpleNamespace(scripts=runner, script_args=script_args)
+    axis.apply(p, 12, [12])
+    assert p.script_args[script.args_from]["batch_size"] == 12

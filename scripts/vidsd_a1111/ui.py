@@ -25,6 +25,7 @@ def widget_spec(b: binding.Bind, is_img2img: bool) -> dict:
         spec["choices"] = list(info.choices)
     if b.field == "format":
         spec["choices"] = [c for c in info.choices if c != "Frame"]
+        spec["value"] = _default_formats(info.default)
     if b.field == "model":
         spec["choices"] = list(models.list_models())
         if info.default not in spec["choices"] and spec["choices"]:
@@ -81,3 +82,13 @@ def _widget(gr, b: binding.Bind, spec: dict, visible: bool):
     else:
         raise ValueError(b.widget)
     return w
+
+
+def _default_formats(fallback: list) -> list:
+    """The formats chosen in Settings (the API uses the same when a request names none)."""
+    try:
+        from modules import shared
+
+        return list(shared.opts.data.get("vidsd_animatediff_default_formats") or fallback)
+    except ImportError:
+        return list(fallback)

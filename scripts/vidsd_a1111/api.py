@@ -1,0 +1,126 @@
+"""HTTP side: argument checks that answer 4xx before a job starts, and the /vidsd/v1 routes.
+
+A1111 swallows exceptions raised inside script hooks, so a bad AnimateDiff argument sent to
+``/sdapi/v1/txt2img`` or ``img2img`` is checked here, in a middleware, before the WebUI runs
+anything: the answer is ``422`` with the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from lib_vidsd import __version__
+from lib_vidsd.errors import ConfigError, IncompatibleModelError
+
+from . import binding, models
+
+GENERATION_ROUTES = ("/sdapi/v1/txt2img", "/sdapi/v1/img2img")
+SCRIPT_NAME = "animatediff"
+
+
+def _animatediff_args(body: dict) -> list | None:
+    scripts = body.get("alwayson_scripts") or {}
+    if not isinstance(scripts, dict):
+        return None
+    for name, entry in scripts.items():
+        if str(name).lower() == SCRIPT_NAME and isinstance(entry, dict):
+            args = entry.get("args")
+            return list(args) if isinstance(args, (list, tuple)) else None
+    return None
+
+
+def check_request(body: Any, *, model_is_sdxl: bool | None) -> dict | None:
+    """``None`` when the AnimateDiff arguments of a generation request are acceptable (or absent),
+    else the 422 answer: ``{"error", "field", "value", "allowed", "detail"}``."""
+    if not isinstance(body, dict):
+        return None
+    args = _animatediff_args(body)
+    if not args:
+        return None
+    try:
+        params = binding.parse_args(args)
+        if not params.enable:
+            return None
+        path = models.resolve(params.model)
+        if model_is_sdxl is not None:
+            from lib_vidsd.motion import get_family, probe_family
+
+            family = probe_family(path)
+            if get_family(family).is_sdxl != model_is_sdxl:
+                kind = "an SDXL" if model_is_sdxl else "an SD1.x"
+                raise IncompatibleModelError(
+                    f"{params.model} is a {family} motion module; the loaded checkpoint is {kind} model"
+                )
+    except ConfigError as e:
+        return {
+            "error": "ConfigError",
+            "field": e.field,
+            "value": _jsonable(e.value),
+            "allowed": _jsonable(e.allowed),
+            "detail": str(e),
+        }
+    except IncompatibleModelError as e:
+        return {
+            "error": "IncompatibleModelError",
+            "field": "model",
+            "value": args[0].get("model") if isinstance(args[0], dict) else None,
+            "allowed": "a motion module of the loaded checkpoint's family",
+            "detail": str(e),
+        }
+    return None
+
+
+def _jsonable(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def motion_modules() -> list[dict]:
+    from lib_vidsd.motion import probe_family
+
+    out = []
+    for name, path in models.list_models().items():
+        try:
+            family = probe_family(path)
+        except Exception as e:  # a damaged file is listed with the reason, not hidden
+            family = f"unreadable: {e}"
+        out.append({"name": name, "family": family, "size": path.stat().st_size})
+    return out
+
+
+def mount(app) -> None:
+    """Register the middleware and the routes on A1111's FastAPI app (``on_app_started``)."""
+    from fastapi.responses import JSONResponse
+
+    @app.middleware("http")
+    async def vidsd_check_animatediff(request, call_next):
+        if request.method == "POST" and request.url.path in GENERATION_ROUTES:
+            raw = await request.body()
+
+            async def replay():  # the body was read here: hand it on to the route unchanged
+                return {"type": "http.request", "body": raw, "more_body": False}
+
+            request._receive = replay
+            try:
+                body = json.loads(raw or b"{}")
+            except ValueError:
+                body = None
+            answer = check_request(body, model_is_sdxl=_loaded_is_sdxl())
+            if answer is not None:
+                return JSONResponse(status_code=422, content=answer)
+        return await call_next(request)
+
+    app.add_api_route("/vidsd/v1/version", lambda: {"version": __version__}, methods=["GET"])
+    app.add_api_route("/vidsd/v1/schema", binding.schema, methods=["GET"])
+    app.add_api_route("/vidsd/v1/motion_modules", motion_modules, methods=["GET"])
+
+
+def _loaded_is_sdxl() -> bool | None:
+    from modules import shared
+
+    model = getattr(shared, "sd_model", None)
+    return None if model is None else bool(getattr(model, "is_sdxl", False))
