@@ -9,8 +9,8 @@ from . import binding, models
 def widget_spec(b: binding.Bind, is_img2img: bool) -> dict:
     """The keyword arguments of one widget (pure data: tests compare it with the config)."""
     info = binding.FIELDS[b.field]
-    spec = {"label": b.label, "value": info.default, "elem_id": f"vidsd_ad_{b.field}", "info": None}
-    spec["tooltip"] = info.doc
+    tab = "img2img" if is_img2img else "txt2img"
+    spec = {"label": b.label, "value": info.default, "elem_id": f"vidsd_ad_{tab}_{b.field}"}
     if b.widget in ("slider", "number"):
         if info.minimum is not None:
             spec["minimum"] = info.minimum
@@ -33,32 +33,71 @@ def widget_spec(b: binding.Bind, is_img2img: bool) -> dict:
     return spec
 
 
+# how the widgets are grouped on screen; the argument order stays the binding table's
+LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("row", ("model",)),
+    ("row", ("format",)),
+    ("row", ("video_length", "fps", "loop_number")),
+    ("row", ("batch_size",)),
+    ("row", ("stride", "overlap", "closed_loop")),
+    ("row", ("fuse", "interp", "interp_x")),
+    ("accordion:FreeInit", ("freeinit_enable", "freeinit_filter", "freeinit_ds", "freeinit_dt", "freeinit_iters")),
+    (
+        "accordion:First and last frame (img2img)",
+        ("latent_power", "latent_scale", "last_frame", "latent_power_last", "latent_scale_last"),
+    ),
+)
+
+
+def titles(tab: str) -> dict[str, str]:
+    """Hover text per elem_id: each field's one-sentence doc from the config."""
+    return {f"vidsd_ad_{tab}_{b.field}": binding.FIELDS[b.field].doc for b in binding.widget_bindings()}
+
+
 def build(script, is_img2img: bool) -> list:
     """Create the accordion; returns the components in positional-argument order."""
-    import gradio as gr
-    from modules.ui_components import InputAccordion, ToolButton
+    import json
 
-    components = []
-    binds = binding.widget_bindings()
-    with InputAccordion(
-        False, label="AnimateDiff", elem_id=f"vidsd_ad_{'img2img' if is_img2img else 'txt2img'}"
-    ) as enable:
-        enable.tooltip = binding.FIELDS["enable"].doc
-        by_field = {"enable": enable}
-        for b in binds[1:]:
-            spec = widget_spec(b, is_img2img)
-            visible = is_img2img or not b.img2img_only
-            by_field[b.field] = _widget(gr, b, spec, visible)
-            if b.field == "model":
-                refresh = ToolButton(value="\U0001f504", elem_id=f"vidsd_ad_refresh_{is_img2img}")
-                dropdown = by_field["model"]
-                refresh.click(fn=lambda: gr.update(choices=list(models.list_models())), inputs=[], outputs=[dropdown])
-        components = [by_field[b.field] for b in binds]
+    import gradio as gr
+    from modules.ui_components import FormRow, InputAccordion, ToolButton
+
+    tab = "img2img" if is_img2img else "txt2img"
+    binds = {b.field: b for b in binding.widget_bindings()}
+    by_field = {}
+    with InputAccordion(False, label="AnimateDiff", elem_id=f"vidsd_ad_{tab}") as enable:
+        by_field["enable"] = enable
+        for kind, fields in LAYOUT:
+            img2img_group = all(binds[f].img2img_only for f in fields)
+            if img2img_group and not is_img2img:
+                for f in fields:  # kept (hidden) so the argument slice has the same length in both tabs
+                    by_field[f] = _widget(gr, binds[f], widget_spec(binds[f], is_img2img), visible=False)
+                continue
+            if kind.startswith("accordion:"):
+                container = gr.Accordion(kind.split(":", 1)[1], open=False)
+            else:
+                container = FormRow()
+            with container:
+                for f in fields:
+                    by_field[f] = _widget(gr, binds[f], widget_spec(binds[f], is_img2img), visible=True)
+                if fields == ("model",):
+                    refresh = ToolButton(value="\U0001f504", elem_id=f"vidsd_ad_refresh_{tab}")
+                    dropdown = by_field["model"]
+                    refresh.click(
+                        fn=lambda: gr.update(choices=list(models.list_models())), inputs=[], outputs=[dropdown]
+                    )
+        gr.HTML(f"<div id='vidsd_titles_{tab}' hidden data-titles='{_attr(json.dumps(titles(tab)))}'></div>")
+    components = [by_field[b.field] for b in binding.widget_bindings()]
     script.infotext_fields = [
-        (by_field[b.field], binding.paste_label(b.field)) for b in binds if b.infotext or b.field == "enable"
+        (by_field[b.field], binding.paste_label(b.field))
+        for b in binding.widget_bindings()
+        if b.infotext or b.field == "enable"
     ]
-    script.paste_field_names = [binding.paste_label(b.field) for b in binds]
+    script.paste_field_names = [binding.paste_label(b.field) for b in binding.widget_bindings()]
     return components
+
+
+def _attr(text: str) -> str:
+    return text.replace("&", "&amp;").replace("'", "&#39;").replace("<", "&lt;")
 
 
 def _widget(gr, b: binding.Bind, spec: dict, visible: bool):
