@@ -73,6 +73,9 @@ class AnimateDiffScript(scripts.Script):
         job.finish()
         if job.error is not None:
             return
+        state = shared.state
+        if (state.interrupted or state.skipped) and not shared.opts.data.get("save_incomplete_images", False):
+            return  # the frames still show in the gallery; the animation is written only if asked
         start = processed.index_of_first_image
         frames_all = processed.images[start:]
         videos, shown = [], []

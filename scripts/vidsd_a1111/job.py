@@ -37,20 +37,6 @@ from . import binding, models
 log = logging.getLogger("vidsd.a1111.animatediff")
 
 
-class A1111Stop:
-    """The StopToken over A1111's ``shared.state`` (interrupt and skip buttons)."""
-
-    def stop_requested(self) -> bool:
-        from modules import shared
-
-        return bool(shared.state.interrupted or shared.state.skipped)
-
-    def skip_requested(self) -> bool:
-        from modules import shared
-
-        return bool(shared.state.skipped)
-
-
 def unet_of(p) -> torch.nn.Module:
     return p.sd_model.model.diffusion_model
 
@@ -144,7 +130,6 @@ class AnimateDiffJob:
 
     def _windowed_forward(self, unet):
         frames, params, patch = self.frames, self.params, self.patch
-        stop = A1111Stop()
         original = unet.__dict__.get("forward")  # another instance-level forward, if any, stays in the chain
 
         def call(x, timesteps=None, context=None, **kwargs):
@@ -179,8 +164,7 @@ class AnimateDiffJob:
                 fuse=params.fuse,
                 set_frames=patch.set_frames,
                 per_row=per_row,
-                stop=stop,
-            )
+            )  # no stop token: A1111's sampler stops between steps and returns what it has
 
         return forward
 
