@@ -263,6 +263,8 @@ def test_api_check_answers_422_naming_the_field(webui):
     for request, field, allowed in cases:
         answer = api.check_request(request, model_is_sdxl=False)
         assert answer["field"] == field and allowed in answer["detail"], answer
+    travel = {**body(model="mm_tiny.safetensors", video_length=4), "prompt": "a cat\n0: sit\n4: run"}
+    assert api.check_request(travel, model_is_sdxl=False)["field"] == "prompt"
     wrong = api.check_request(body(model="mm_tiny.safetensors"), model_is_sdxl=True)
     assert wrong["error"] == "IncompatibleModelError" and wrong["field"] == "model"
 
@@ -313,3 +315,14 @@ def test_xyz_axes_change_the_argument(webui):
     p = SimpleNamespace(scripts=runner, script_args=script_args)
     axis.apply(p, 12, [12])
     assert p.script_args[script.args_from]["batch_size"] == 12
+
+
+def test_batch_count_gives_one_animation_each(webui, tmp_path):
+    p, processed = _run(
+        webui,
+        [{"enable": True, "model": "mm_tiny.safetensors", "video_length": 4, "batch_size": 4, "format": ["GIF"]}],
+        n_iter=2,
+    )
+    out = next((tmp_path / "outputs" / "txt2img-images" / "AnimateDiff").iterdir())
+    assert len(list(out.glob("*.gif"))) == 2
+    assert sum(isinstance(x, str) and x.endswith(".gif") for x in processed.images) == 2

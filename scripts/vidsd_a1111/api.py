@@ -42,6 +42,11 @@ def check_request(body: Any, *, model_is_sdxl: bool | None) -> dict | None:
         params = binding.parse_args(args)
         if not params.enable:
             return None
+        prompt = body.get("prompt")
+        if isinstance(prompt, str):  # prompt travel keys must fall inside the clip
+            from lib_vidsd.schedule.prompts import parse_prompt_travel
+
+            parse_prompt_travel(prompt, params.video_length or params.batch_size)
         path = models.resolve(params.model)
         if model_is_sdxl is not None:
             from lib_vidsd.motion import get_family, probe_family
