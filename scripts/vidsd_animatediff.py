@@ -66,6 +66,11 @@ class AnimateDiffScript(scripts.Script):
         if job is not None and job.error is None:
             job.blend_init_latent(p)
 
+    def process_before_every_sampling(self, p, *args, **kwargs):
+        job = self.jobs.get(id(p))
+        if job is not None and job.error is None:
+            job.before_sampling(p, kwargs.get("noise"))
+
     def postprocess(self, p, processed, *args):
         job = self.jobs.pop(id(p), None)
         if job is None:

@@ -326,3 +326,18 @@ def test_batch_count_gives_one_animation_each(webui, tmp_path):
     out = next((tmp_path / "outputs" / "txt2img-images" / "AnimateDiff").iterdir())
     assert len(list(out.glob("*.gif"))) == 2
     assert sum(isinstance(x, str) and x.endswith(".gif") for x in processed.images) == 2
+
+
+def test_freeinit_samples_every_iteration(webui):
+    import numpy as np
+    from modules import script_callbacks
+
+    steps_seen = []
+    script_callbacks.on_cfg_denoiser(lambda params: steps_seen.append(params.sampling_step))
+    base = {"enable": True, "model": "mm_tiny.safetensors", "video_length": 4, "batch_size": 4, "format": ["PNG"]}
+    plain = _run(webui, [base])[1].images
+    calls_plain = len(steps_seen)
+    steps_seen.clear()
+    freeinit = _run(webui, [{**base, "freeinit_enable": True, "freeinit_iters": 3}])[1].images
+    assert len(steps_seen) == 3 * calls_plain
+    assert not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(plain, freeinit, strict=True))

@@ -70,6 +70,8 @@ class AnimateDiffJob:
     error: Exception | None = None
     step: int = -1
     outputs: list = field(default_factory=list)
+    _freeinit_base: Any = None
+    _freeinit_noise: Any = None
 
     # --- before_process ----------------------------------------------------------------------
 
@@ -108,6 +110,8 @@ class AnimateDiffJob:
                 current = p.sd_model.alphas_cumprod
                 handle.set_attr(p.sd_model, "alphas_cumprod", schedule.to(current.device, current.dtype))
             handle.override_forward(unet, self._windowed_forward(unet))
+            if self.params.freeinit_enable:
+                self._wire_freeinit(p)
             original_close = p.close
             handle.set_attr(p, "close", lambda: (self.finish(), original_close()))
         except (VidsdError, OSError) as e:
@@ -167,6 +171,49 @@ class AnimateDiffJob:
             )  # no stop token: A1111's sampler stops between steps and returns what it has
 
         return forward
+
+    # --- FreeInit -----------------------------------------------------------------------------
+
+    def _wire_freeinit(self, p) -> None:
+        """Sample ``freeinit_iters`` times: each later run starts from the previous result taken back
+        to the last timestep, low frequencies kept, high ones from the first run's noise
+        (:func:`lib_vidsd.motion.freeinit.renoise`). Hires fix runs only in the last iteration. The
+        sampler's first-pass noise is swapped in :meth:`before_sampling` (A1111's
+        ``process_before_every_sampling``), so A1111's own sampling code runs unchanged."""
+        from lib_vidsd.motion.freeinit import filter_for, renoise
+
+        original = p.sample
+        iters = self.params.freeinit_iters
+
+        def sample(*args, **kwargs):
+            hires = getattr(p, "enable_hr", None)
+            self._freeinit_base = self._freeinit_noise = None
+            samples = None
+            try:
+                for i in range(iters):
+                    if hires is not None:
+                        p.enable_hr = hires if i == iters - 1 else False
+                    if i > 0:
+                        lpf = filter_for(
+                            self.params, self.frames, samples.shape[-2], samples.shape[-1], device=samples.device
+                        )
+                        self._freeinit_noise = renoise(samples, self._freeinit_base, lpf, p.sd_model.alphas_cumprod)
+                    samples = original(*args, **kwargs)
+            finally:
+                if hires is not None:
+                    p.enable_hr = hires
+                self._freeinit_noise = None
+            return samples
+
+        self.patch.handle.set_attr(p, "sample", sample)
+
+    def before_sampling(self, p, noise) -> None:
+        if not self.params.freeinit_enable or getattr(p, "is_hr_pass", False) or noise is None:
+            return
+        if self._freeinit_noise is None:
+            self._freeinit_base = noise.clone()  # the first iteration's noise, as A1111 drew it
+        else:
+            noise.copy_(self._freeinit_noise)
 
     # --- per step -----------------------------------------------------------------------------
 
