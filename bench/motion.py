@@ -80,6 +80,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from lib_vidsd.motion import build_motion_module, inject  # noqa: E402
+from lib_vidsd.motion.families import to_diffusers_adapter_keys  # noqa: E402
 from lib_vidsd.motion.windowed import denoise_windowed  # noqa: E402
 from lib_vidsd.pipelines.tiny import build_diffusers_unet  # noqa: E402
 from lib_vidsd.schedule.context import context_windows  # noqa: E402
@@ -122,28 +123,13 @@ MB = 2**20
 # --- shared helpers -----------------------------------------------------------------------------
 
 
-def _to_adapter_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Our (original AnimateDiff) names → diffusers MotionAdapter names; the rules of
-    tests/test_inject.py::_to_adapter_keys. diffusers keeps one positional table per block."""
-    out = {}
-    for key, value in state.items():
-        if key.endswith("attention_blocks.1.pos_encoder.pe"):
-            continue
-        key = key.replace("attention_blocks.0.pos_encoder.pe", "pos_embed.pe")
-        key = key.replace(".temporal_transformer.", ".")
-        key = key.replace("attention_blocks.0", "attn1").replace("attention_blocks.1", "attn2")
-        key = key.replace("norms.0", "norm1").replace("norms.1", "norm2").replace("ff_norm", "norm3")
-        out[key] = value
-    return out
-
-
 def _adapter_sharing(motion_module):
     """A MotionAdapter whose tensors are ``motion_module``'s own (built on meta, then assigned)."""
     from diffusers import MotionAdapter
 
     with torch.device("meta"):
         adapter = MotionAdapter(**ADAPTER)
-    adapter.load_state_dict(_to_adapter_keys(motion_module.state_dict()), strict=True, assign=True)
+    adapter.load_state_dict(to_diffusers_adapter_keys(motion_module.state_dict()), strict=True, assign=True)
     return adapter.eval()
 
 

@@ -7,6 +7,7 @@ import torch
 
 from lib_vidsd.errors import IncompatibleModelError
 from lib_vidsd.motion import build_motion_module, inject, load_motion_module
+from lib_vidsd.motion.families import to_diffusers_adapter_keys
 from lib_vidsd.patching import is_patched, restore_all
 from tests.rig.fixtures import require_fixture
 from tests.rig.ldm import load_fixture_inject_io, load_fixture_ldm_unet
@@ -121,20 +122,6 @@ def test_frames_beyond_the_table_refused(ldm_unet):
 # --- diffusers UNet ---------------------------------------------------------------------------
 
 
-def _to_adapter_keys(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Original AnimateDiff names → diffusers MotionAdapter names (diffusers' own conversion rules)."""
-    out = {}
-    for key, value in state.items():
-        if key.endswith("attention_blocks.1.pos_encoder.pe"):
-            continue  # diffusers keeps one table per transformer block (the same sinusoid)
-        key = key.replace("attention_blocks.0.pos_encoder.pe", "pos_embed.pe")
-        key = key.replace(".temporal_transformer.", ".")
-        key = key.replace("attention_blocks.0", "attn1").replace("attention_blocks.1", "attn2")
-        key = key.replace("norms.0", "norm1").replace("norms.1", "norm2").replace("ff_norm", "norm3")
-        out[key] = value
-    return out
-
-
 class _PerFrameNorm(torch.nn.Module):
     """diffusers' AnimateDiffTransformer3D normalises ``(B, C, F, H, W)`` over all frames at once; the
     original AnimateDiff code (and sd-webui-animatediff, whose numbers the fixtures hold) normalises
@@ -167,7 +154,7 @@ def test_matches_diffusers_unet_motion_model():
         motion_max_seq_length=32,
         use_motion_mid_block=True,
     )
-    adapter.load_state_dict(_to_adapter_keys(state), strict=True)
+    adapter.load_state_dict(to_diffusers_adapter_keys(state), strict=True)
     reference = UNetMotionModel.from_unet2d(unet, adapter).eval()
     for module in reference.modules():  # see _PerFrameNorm: the one known difference, aligned here
         if type(module).__name__ == "AnimateDiffTransformer3D":

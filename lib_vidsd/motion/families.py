@@ -236,3 +236,20 @@ def detect_family(state_dict: Mapping[str, Any]) -> str:
             return by_length[length]
     why = f"{levels} levels, {'a' if layout.has_mid_block else 'no'} mid_block, table length {length}"
     raise _unknown(state_dict, layout, why)
+
+
+def to_diffusers_adapter_keys(state_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """Original AnimateDiff names → diffusers ``MotionAdapter`` names (diffusers' own conversion
+    rules): ``temporal_transformer.`` dropped, ``attention_blocks.0/1`` → ``attn1/2``,
+    ``norms.0/1`` → ``norm1/2``, ``ff_norm`` → ``norm3``; diffusers keeps one positional table per
+    transformer block (``pos_embed.pe``), so the second attention block's copy is left out."""
+    out = {}
+    for key, value in state_dict.items():
+        if key.endswith("attention_blocks.1.pos_encoder.pe"):
+            continue
+        key = key.replace("attention_blocks.0.pos_encoder.pe", "pos_embed.pe")
+        key = key.replace(".temporal_transformer.", ".")
+        key = key.replace("attention_blocks.0", "attn1").replace("attention_blocks.1", "attn2")
+        key = key.replace("norms.0", "norm1").replace("norms.1", "norm2").replace("ff_norm", "norm3")
+        out[key] = value
+    return out
