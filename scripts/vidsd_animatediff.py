@@ -36,7 +36,8 @@ class AnimateDiffScript(scripts.Script):
         try:
             params = binding.parse_args(_with_default_formats(args))
         except VidsdError as e:
-            self._fail(p, e)
+            if _asks_enabled(args):  # bad values matter only when AnimateDiff is switched on
+                self._fail(p, e)
             return
         if not params.enable:
             return
@@ -97,6 +98,13 @@ class AnimateDiffScript(scripts.Script):
         else:
             gifs = [str(x) for x in videos if x.suffix == ".gif"]
             processed.images = gifs + processed.images if gifs else processed.images
+
+
+def _asks_enabled(args) -> bool:
+    if not args:
+        return False
+    first = args[0]
+    return bool(first.get("enable")) if isinstance(first, dict) else first is True
 
 
 def _with_default_formats(args):

@@ -341,3 +341,8 @@ def test_freeinit_samples_every_iteration(webui):
     freeinit = _run(webui, [{**base, "freeinit_enable": True, "freeinit_iters": 3}])[1].images
     assert len(steps_seen) == 3 * calls_plain
     assert not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(plain, freeinit, strict=True))
+
+
+def test_bad_values_while_disabled_do_not_fail_the_job(webui):
+    p, processed = _run(webui, [{"enable": False, "closed_loop": "Q"}], batch_size=2)
+    assert len(processed.images) == 2 and "AnimateDiff" not in p.extra_generation_params
