@@ -60,7 +60,8 @@ class AnimateDiffScript(scripts.Script):
         if job.error is not None:
             job._fail_on_first_call(p, unet_of(p))
         else:
-            job.attach(p)
+            key = id(p)
+            job.attach(p, on_close=lambda: self.jobs.pop(key, None))
 
     def before_process_batch(self, p, *args, **kwargs):
         job = self.jobs.get(id(p))

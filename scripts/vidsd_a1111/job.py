@@ -91,8 +91,9 @@ class AnimateDiffJob:
 
     # --- process --------------------------------------------------------------------------------
 
-    def attach(self, p) -> None:
-        """Inject the motion module and take over the UNet's forward; failures are kept for later."""
+    def attach(self, p, on_close=None) -> None:
+        """Inject the motion module and take over the UNet's forward; failures are kept for later.
+        ``on_close`` runs when A1111 closes ``p`` (its ``finally``), e.g. to forget the job."""
         unet = unet_of(p)
         try:
             path = models.resolve(self.params.model)
@@ -113,7 +114,7 @@ class AnimateDiffJob:
             if self.params.freeinit_enable:
                 self._wire_freeinit(p)
             original_close = p.close
-            handle.set_attr(p, "close", lambda: (self.finish(), original_close()))
+            handle.set_attr(p, "close", lambda: (self.finish(), on_close and on_close(), original_close()))
         except (VidsdError, OSError) as e:
             self.error = e
             self._fail_on_first_call(p, unet)
