@@ -363,6 +363,10 @@ class AnimateDiffParams(Params):
         1.0, ge=0, le=10, description="img2img: decay of the last frame's influence, counted from the end."
     )
     latent_scale_last: float = Field(32.0, gt=0, le=128, description="img2img: strength of the last frame's latent.")
+    motion_lora: str = Field(
+        "", description="Motion LoRA file (in the motion-module folder, 'lora' in its name); empty for none."
+    )
+    motion_lora_strength: float = Field(1.0, ge=-2, le=2, description="How strongly the motion LoRA bends the motion.")
     format: List[SaveFormat] = Field(
         [SaveFormat.GIF, SaveFormat.PNG], description="What to save: GIF, MP4, WEBP, WEBM, PNG frames, TXT infotext."
     )

@@ -346,3 +346,27 @@ def test_freeinit_samples_every_iteration(webui):
 def test_bad_values_while_disabled_do_not_fail_the_job(webui):
     p, processed = _run(webui, [{"enable": False, "closed_loop": "Q"}], batch_size=2)
     assert len(processed.images) == 2 and "AnimateDiff" not in p.extra_generation_params
+
+
+def test_motion_lora_from_the_folder_changes_frames_and_is_undone(webui, tmp_path):
+    import numpy as np
+    from safetensors.torch import save_file
+
+    from tests.test_motion_lora import _original_lora
+    from vidsd_a1111 import api, job, models
+
+    lora = {k: v.contiguous() for k, v in _original_lora(seed=3, channels=(32, 32, 32, 32), mid=False).items()}
+    save_file(lora, str(tmp_path / "AnimateDiff" / "mm_lora_pan.safetensors"))
+    assert (
+        list(models.list_loras()) == ["mm_lora_pan.safetensors"]
+        and "mm_lora_pan.safetensors" not in models.list_models()
+    )
+    base = {"enable": True, "model": "mm_tiny.safetensors", "video_length": 4, "batch_size": 4, "format": ["PNG"]}
+    plain = _run(webui, [base])[1].images
+    module = job.MODULE_CACHE.module
+    weights = {k: v.clone() for k, v in module.state_dict().items()}
+    with_lora = _run(webui, [{**base, "motion_lora": "mm_lora_pan.safetensors", "motion_lora_strength": 0.8}])[1].images
+    assert not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(plain, with_lora, strict=True))
+    assert all(torch.equal(module.state_dict()[k], v) for k, v in weights.items())
+    bad = {"prompt": "x", "alwayson_scripts": {"AnimateDiff": {"args": [{**base, "motion_lora": "nope.safetensors"}]}}}
+    assert api.check_request(bad, model_is_sdxl=False)["field"] == "motion_lora"

@@ -48,6 +48,8 @@ def check_request(body: Any, *, model_is_sdxl: bool | None) -> dict | None:
 
             parse_prompt_travel(prompt, params.video_length or params.batch_size)
         path = models.resolve(params.model)
+        if params.motion_lora:
+            models.resolve(params.motion_lora, field="motion_lora")
         if model_is_sdxl is not None:
             from lib_vidsd.motion import get_family, probe_family
 

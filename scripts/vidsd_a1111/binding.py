@@ -41,6 +41,8 @@ BINDINGS: tuple[Bind, ...] = (
     Bind("stride", "Stride", "number"),
     Bind("overlap", "Overlap", "number"),
     Bind("fuse", "Fuse method", "radio"),
+    Bind("motion_lora", "Motion LoRA", "dropdown"),
+    Bind("motion_lora_strength", "Motion LoRA strength", "slider", step=0.05),
     Bind("interp", "Frame interpolation", "radio"),
     Bind("interp_x", "Interp X", "number"),
     Bind("freeinit_enable", "FreeInit", "checkbox"),

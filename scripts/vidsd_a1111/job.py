@@ -104,7 +104,12 @@ class AnimateDiffJob:
                 raise IncompatibleModelError(
                     f"model: {self.params.model} is a {module.family} motion module; the loaded checkpoint is {kind} model"
                 )
-            self.patch = inject(unet, module, frames=min(self.params.batch_size, self.frames))
+            loras = []
+            if self.params.motion_lora:
+                loras.append(
+                    (models.resolve(self.params.motion_lora, field="motion_lora"), self.params.motion_lora_strength)
+                )
+            self.patch = inject(unet, module, frames=min(self.params.batch_size, self.frames), loras=loras)
             handle = self.patch.handle
             schedule = self.patch.alphas_cumprod
             if schedule is not None and hasattr(p.sd_model, "alphas_cumprod"):

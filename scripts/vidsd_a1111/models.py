@@ -31,8 +31,21 @@ def folders() -> list[Path]:
     return [first, EXTENSION_ROOT / "model"]
 
 
+def _is_lora(name: str) -> bool:
+    return "lora" in Path(name).name.lower()
+
+
 def list_models() -> dict[str, Path]:
     """Name → file, for every motion module in the searched folders (first folder wins a name)."""
+    return {k: v for k, v in _list_files().items() if not _is_lora(k)}
+
+
+def list_loras() -> dict[str, Path]:
+    """Name → file, for the motion LoRAs (files with ``lora`` in their name) in the same folders."""
+    return {k: v for k, v in _list_files().items() if _is_lora(k)}
+
+
+def _list_files() -> dict[str, Path]:
     found: dict[str, Path] = {}
     for folder in folders():
         if not folder.is_dir():
@@ -45,11 +58,13 @@ def list_models() -> dict[str, Path]:
     return dict(sorted(found.items()))
 
 
-def resolve(name: str) -> Path:
-    """The file of a listed motion module; anything else is a ``ConfigError`` on ``model``."""
-    models = list_models()
-    if name in models:
-        return models[name]
+def resolve(name: str, *, field: str = "model") -> Path:
+    """The file of a listed motion module (or motion LoRA, ``field="motion_lora"``); anything else
+    is a ``ConfigError`` on that field."""
+    listing = list_loras() if field == "motion_lora" else list_models()
+    if name in listing:
+        return listing[name]
     where = ", ".join(str(f) for f in folders())
-    allowed = ", ".join(models) if models else f"no motion modules found (put them in {where})"
-    raise ConfigError("model", name, allowed)
+    what = "motion LoRAs" if field == "motion_lora" else "motion modules"
+    allowed = ", ".join(listing) if listing else f"no {what} found (put them in {where})"
+    raise ConfigError(field, name, allowed)

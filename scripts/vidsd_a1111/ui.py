@@ -26,6 +26,8 @@ def widget_spec(b: binding.Bind, is_img2img: bool) -> dict:
     if b.field == "format":
         spec["choices"] = [c for c in info.choices if c != "Frame"]
         spec["value"] = _default_formats(info.default)
+    if b.field == "motion_lora":
+        spec["choices"] = ["", *models.list_loras()]
     if b.field == "model":
         spec["choices"] = list(models.list_models())
         if info.default not in spec["choices"] and spec["choices"]:
@@ -41,6 +43,7 @@ LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("row", ("batch_size",)),
     ("row", ("stride", "overlap", "closed_loop")),
     ("row", ("fuse", "interp", "interp_x")),
+    ("row", ("motion_lora", "motion_lora_strength")),
     ("accordion:FreeInit", ("freeinit_enable", "freeinit_filter", "freeinit_ds", "freeinit_dt", "freeinit_iters")),
     (
         "accordion:First and last frame (img2img)",

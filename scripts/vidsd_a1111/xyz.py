@@ -15,6 +15,7 @@ AXES = (
     ("freeinit_iters", int),
     ("freeinit_ds", float),
     ("freeinit_dt", float),
+    ("motion_lora_strength", float),
 )
 
 
