@@ -117,6 +117,8 @@ _ANIMATE_SKIP = (
     "last_frame",
     "request_id",
     "video_source",
+    "motion_lora",
+    "motion_lora_strength",
     "video_path",
     "mask_path",
     "is_i2i_batch",
@@ -142,7 +144,8 @@ def _cmd_animate(args) -> int:
     from .pipelines.animate import AnimateJob, load_sd, save_animation, tiny_motion_module
 
     gen = validate(GenerationParams, _picked(args, describe(GenerationParams)))
-    ad = validate(AnimateDiffParams, _picked(args, describe(AnimateDiffParams)), enable=True)
+    ad_fields = [f for f in describe(AnimateDiffParams) if f.name not in _ANIMATE_SKIP]
+    ad = validate(AnimateDiffParams, _picked(args, ad_fields), enable=True)
     if args.model is None and args.motion_module is not None:
         print(
             "note: a real motion module needs a real model (--model); the tiny model has 32 channels", file=sys.stderr
