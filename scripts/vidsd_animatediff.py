@@ -93,12 +93,21 @@ class AnimateDiffScript(scripts.Script):
             paths = output.save(p, frames, job.params, info, seed)
             videos += [x for x in paths if x.suffix in (".gif", ".mp4", ".webp", ".webm")]
             shown += frames[:1]
+        if _run_by_selectable_script(p):
+            return  # e.g. X/Y/Z plot builds its grid from the frames; the animations are on disk
         if getattr(p, "is_api", False):
             with_frames = any(f.value == "Frame" for f in job.params.format)
             processed.images = output.encode_files(videos) + (list(frames_all) if with_frames else [])
         else:
             gifs = [str(x) for x in videos if x.suffix == ".gif"]
             processed.images = gifs + processed.images if gifs else processed.images
+
+
+def _run_by_selectable_script(p) -> bool:
+    """Whether a script from the Script dropdown (X/Y/Z plot, …) runs this job: it expects the
+    frames as images, so they are not replaced by the animation files."""
+    runner, args = getattr(p, "scripts", None), getattr(p, "script_args", None)
+    return bool(runner is not None and getattr(runner, "selectable_scripts", None) and args and args[0])
 
 
 def _asks_enabled(args) -> bool:

@@ -370,3 +370,31 @@ def test_motion_lora_from_the_folder_changes_frames_and_is_undone(webui, tmp_pat
     assert all(torch.equal(module.state_dict()[k], v) for k, v in weights.items())
     bad = {"prompt": "x", "alwayson_scripts": {"AnimateDiff": {"args": [{**base, "motion_lora": "nope.safetensors"}]}}}
     assert api.check_request(bad, model_is_sdxl=False)["field"] == "motion_lora"
+
+
+def test_frames_stay_images_when_a_selectable_script_runs_the_job(webui, tmp_path):
+    """X/Y/Z plot draws its grid from ``processed.images``: they must stay PIL frames there."""
+    from modules import scripts
+
+    from tests.rig.a1111 import make_runner, run_txt2img
+
+    class Selectable(scripts.Script):
+        def title(self):
+            return "Grid"
+
+        def show(self, is_img2img):
+            return True
+
+        def run(self, p, *args):
+            from modules import processing
+
+            return processing.process_images(p)
+
+    _m, script_cls = webui
+    script, grid = script_cls(), Selectable()
+    args = [{"enable": True, "model": "mm_tiny.safetensors", "video_length": 4, "batch_size": 4, "format": ["GIF"]}]
+    runner, script_args = make_runner([script, grid], args={script: args, grid: []}, selected=grid)
+    p, processed = run_txt2img(runner, script_args, prompt="a cat", steps=2, width=64, height=64, seed=1)
+    assert all(hasattr(img, "size") for img in processed.images)
+    out = next((tmp_path / "outputs" / "txt2img-images" / "AnimateDiff").iterdir())
+    assert len(list(out.glob("*.gif"))) == 1

@@ -47,8 +47,13 @@ def register(xyz_module) -> None:
     if any(getattr(o, "label", "").startswith("[AnimateDiff]") for o in options):
         return  # scripts reload: already there
     for field, kind in AXES:
-        label = f"[AnimateDiff] {next(b.label for b in binding.BINDINGS if b.field == field)}"
-        options.append(xyz_module.AxisOption(label, kind, _apply(field)))
+        bind = next(b for b in binding.BINDINGS if b.field == field)
+        cls = (
+            getattr(xyz_module, "AxisOptionImg2Img", xyz_module.AxisOption)
+            if bind.img2img_only
+            else xyz_module.AxisOption
+        )
+        options.append(cls(f"[AnimateDiff] {bind.label}", kind, _apply(field)))
     options.append(
         xyz_module.AxisOption(
             "[AnimateDiff] Motion module", str, _apply("model"), choices=lambda: list(models.list_models())
