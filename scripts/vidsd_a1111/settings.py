@@ -17,6 +17,11 @@ def register() -> None:
         shared.opts.add_option(key, info)
 
     opt = shared.OptionInfo
+    # a folder path: like A1111's own output folders, not changeable through the API under
+    # --hide-ui-dir-config
+    restricted = getattr(shared, "restricted_opts", None)
+    if isinstance(restricted, set):
+        restricted.add("vidsd_animatediff_model_path")
     add("vidsd_animatediff_model_path", opt("", "Motion-module folder (empty: models/AnimateDiff)", section=SECTION))
     add(
         "vidsd_animatediff_default_formats",
