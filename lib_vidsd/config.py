@@ -297,9 +297,13 @@ class SaveFormat(Choice):
 
 
 class InterpMethod(Choice):
-    """Frame interpolation of the result (more methods arrive with the interpolation capability)."""
+    """Frame interpolation of the result: a method of ``lib_vidsd.interpolate`` (FILM and RIFE
+    arrive with their networks)."""
 
     OFF = "Off"
+    BLEND = "blend"
+    FLOW = "flow"
+    MCI = "mci"
 
 
 def _save_formats(value):
@@ -371,7 +375,13 @@ class AnimateDiffParams(Params):
         [SaveFormat.GIF, SaveFormat.PNG], description="What to save: GIF, MP4, WEBP, WEBM, PNG frames, TXT infotext."
     )
     interp: InterpMethod = Field(InterpMethod.OFF, description="Frame interpolation of the result.")
-    interp_x: int = Field(10, ge=2, le=100, description="Interpolation factor: each gap gets interp_x - 1 new frames.")
+    interp_x: int = Field(
+        10,
+        ge=2,
+        le=64,
+        description="Interpolation factor: each gap gets interp_x - 1 new frames; the video keeps its FPS, "
+        "so it plays longer (raise FPS to keep the duration).",
+    )
     last_frame: Optional[Any] = Field(None, description="img2img: an optional last frame (image; base64 in the API).")
     request_id: str = Field("", description="Tag added to the output file names (letters, digits, - and _ kept).")
     # accepted so sd-webui-animatediff clients keep working; video input is Multi-frame rendering's job

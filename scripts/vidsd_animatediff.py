@@ -1,5 +1,6 @@
 """AnimateDiff in txt2img and img2img: an AlwaysVisible accordion, the job hooks, callbacks."""
 
+import logging
 import os
 import sys
 
@@ -14,6 +15,7 @@ from lib_vidsd.patching import restore_all  # noqa: E402
 from vidsd_a1111 import api, binding, output, settings, ui, xyz  # noqa: E402
 from vidsd_a1111.job import AnimateDiffJob, unet_of  # noqa: E402
 
+log = logging.getLogger("vidsd.a1111.animatediff")
 _JOBS: dict = {}  # id(p) → job, for the cfg callback (which only sees the sampler's p)
 
 
@@ -90,7 +92,12 @@ class AnimateDiffScript(scripts.Script):
             frames = frames_all[k : k + job.frames]
             seed = processed.all_seeds[k] if k < len(processed.all_seeds) else processed.seed
             info = processed.infotexts[start + k] if len(processed.infotexts) > start + k else ""
-            paths = output.save(p, frames, job.params, info, seed)
+            try:
+                paths = output.save(p, frames, job.params, info, seed)
+            except VidsdError as e:  # A1111 would swallow it: say it where the user looks
+                log.error("the animation was not saved: %s", e)
+                processed.comments = f"{processed.comments}\nAnimateDiff: the animation was not saved: {e}".strip()
+                return
             videos += [x for x in paths if x.suffix in (".gif", ".mp4", ".webp", ".webm")]
             shown += frames[:1]
         if _run_by_selectable_script(p):

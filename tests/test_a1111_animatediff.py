@@ -398,3 +398,26 @@ def test_frames_stay_images_when_a_selectable_script_runs_the_job(webui, tmp_pat
     assert all(hasattr(img, "size") for img in processed.images)
     out = next((tmp_path / "outputs" / "txt2img-images" / "AnimateDiff").iterdir())
     assert len(list(out.glob("*.gif"))) == 1
+
+
+@pytest.mark.parametrize("method", ["blend", "flow"])
+def test_interpolated_and_reversed_outputs(webui, tmp_path, method):
+    from lib_vidsd.video import probe
+
+    args = [
+        {
+            "enable": True,
+            "model": "mm_tiny.safetensors",
+            "video_length": 4,
+            "batch_size": 4,
+            "format": ["GIF"],
+            "interp": method,
+            "interp_x": 3,
+            "closed_loop": "A",
+        }
+    ]
+    _run(webui, args)
+    out = next((tmp_path / "outputs" / "txt2img-images" / "AnimateDiff").iterdir())
+    gif = next(out.glob("*.gif"))
+    # 4 frames + 2 played back = 6, then x3: (6 - 1) * 3 + 1
+    assert probe(gif).frame_count == 16

@@ -42,6 +42,9 @@ def check_request(body: Any, *, model_is_sdxl: bool | None) -> dict | None:
         params = binding.parse_args(args)
         if not params.enable:
             return None
+        from .job import check_interp
+
+        check_interp(params)
         prompt = body.get("prompt")
         if isinstance(prompt, str):  # prompt travel keys must fall inside the clip
             from lib_vidsd.schedule.prompts import parse_prompt_travel

@@ -37,6 +37,16 @@ from . import binding, models
 log = logging.getLogger("vidsd.a1111.animatediff")
 
 
+def check_interp(params: AnimateDiffParams) -> None:
+    """The chosen interpolation method must be available (checked before the job, not after it)."""
+    from lib_vidsd.errors import ConfigError
+    from lib_vidsd.interpolate import METHODS
+
+    method = params.interp.value
+    if method != "Off" and method not in METHODS:
+        raise ConfigError("interp", method, ["Off", *METHODS])
+
+
 def unet_of(p) -> torch.nn.Module:
     return p.sd_model.model.diffusion_model
 
@@ -78,6 +88,7 @@ class AnimateDiffJob:
     @classmethod
     def start(cls, p, params: AnimateDiffParams, is_img2img: bool) -> AnimateDiffJob:
         restore_all(unet_of(p))  # whatever a crashed job left behind
+        check_interp(params)
         frames = params.video_length or params.batch_size
         job = cls(params, frames, is_img2img)
         p.batch_size = frames

@@ -36,6 +36,19 @@ def _settings() -> dict:
     }
 
 
+def finish_frames(params, frames: list) -> list:
+    """What the saved animation shows: with closed loop A on a clip no longer than the context, the
+    frames played back (sd-webui-animatediff's reverse append, ends not repeated); then frame
+    interpolation ×``interp_x`` when ``interp`` is not Off."""
+    if params.closed_loop.value == "A" and (params.video_length or params.batch_size) <= params.batch_size:
+        frames = frames + frames[-2:0:-1]
+    if params.interp.value != "Off" and len(frames) > 1:
+        from lib_vidsd.interpolate import interpolate
+
+        frames = interpolate(frames, params.interp_x, method=params.interp.value)
+    return frames
+
+
 def save(p, frames: list, params, infotext: str, seed: int) -> list[Path]:
     """Write one animation in every requested format; returns the files (video files first)."""
     from modules import images
@@ -44,7 +57,9 @@ def save(p, frames: list, params, infotext: str, seed: int) -> list[Path]:
     folder.mkdir(parents=True, exist_ok=True)
     number = images.get_next_sequence_number(str(folder), "")
     stem = f"{number:05}-{seed}" + (f"-{params.request_id}" if params.request_id else "")
-    arrays = [np.asarray(f.convert("RGB")) if hasattr(f, "convert") else np.asarray(f) for f in frames]
+    arrays = finish_frames(
+        params, [np.asarray(f.convert("RGB")) if hasattr(f, "convert") else np.asarray(f) for f in frames]
+    )
     opts = _settings()
     formats = [f.value for f in params.format]
     written = []
