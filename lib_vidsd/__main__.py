@@ -1,4 +1,4 @@
-"""Command line: ``python -m lib_vidsd {demo,frames,encode,probe,formats} …``."""
+"""Command line: ``python -m lib_vidsd {demo,animate,frames,encode,interpolate,probe,formats} …``."""
 
 from __future__ import annotations
 
@@ -76,6 +76,45 @@ def _cmd_encode(args) -> int:
     options.setdefault("fps", reader.fps)
     out = write_video(reader, args.output, total=reader.expected_frames, progress=TextBar("encode"), **options)
     print(f"wrote {out}")
+    return 0
+
+
+_AUDIO_SUFFIXES = (".mp4", ".webm")
+
+
+def _cmd_interpolate(args) -> int:
+    """Read, interpolate ×factor, write at fps×factor. With ``--fps``, factor = ceil(target / source fps)
+    and the result is written at the target rate (so the clip may play slightly faster; no resampling)."""
+    import math
+
+    from .errors import ConfigError
+    from .interpolate import METHODS, interpolate
+    from .video import read_video, write_video
+
+    if args.method not in METHODS:
+        raise ConfigError("method", args.method, list(METHODS))
+    reader = read_video(args.source)
+    if args.fps is not None:
+        if not args.fps > 0:
+            raise ConfigError("fps", args.fps, "a positive number")
+        factor, out_fps = max(1, math.ceil(args.fps / reader.fps - 1e-9)), args.fps
+    else:
+        factor, out_fps = args.factor, reader.fps * args.factor
+    frames = list(reader)
+    result = interpolate(
+        frames,
+        factor,
+        args.method,
+        loop=args.loop,
+        scene_threshold=args.scene_threshold,
+        progress=TextBar(f"interpolate x{factor}"),
+    )
+    extra = {}
+    target = Path(args.output)
+    if target.suffix.lower() in _AUDIO_SUFFIXES and reader.info.kind == "video" and reader.info.has_audio:
+        extra["audio_from"] = str(reader.path)
+    out = write_video(result, target, fps=out_fps, progress=TextBar("encode"), **extra)
+    print(f"wrote {len(result)} frames at {out_fps:g} fps to {out}")
     return 0
 
 
@@ -220,6 +259,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=None, help="use at most this many input frames")
     _add_fields(p, describe(EncodeOptions))
     p.set_defaults(func=_cmd_encode)
+
+    p = sub.add_parser("interpolate", help="raise a video's frame rate by inserting interpolated frames")
+    p.add_argument("source", help="video file, GIF/WEBP/APNG, or folder of images")
+    p.add_argument("-o", "--output", required=True, help="output file (.mp4 .webm .gif .webp .png) or folder")
+    p.add_argument("-x", "--factor", type=int, default=2, help="frames per input gap (default: 2)")
+    p.add_argument("--method", default="blend", help="blend, flow or mci (default: blend)")
+    p.add_argument(
+        "--fps",
+        type=float,
+        default=None,
+        help="target fps instead of -x: factor = ceil(target / source fps), written at the target fps",
+    )
+    p.add_argument("--loop", action="store_true", help="also fill the gap from the last frame back to the first")
+    p.add_argument(
+        "--scene-threshold",
+        type=float,
+        default=None,
+        metavar="T",
+        help="mean abs difference (0..255) above which a gap is a cut and is not interpolated",
+    )
+    p.set_defaults(func=_cmd_interpolate)
 
     p = sub.add_parser("probe", help="print frame rate, frame count, size, duration, audio and metadata")
     p.add_argument("source")

@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from ..progress import ProgressSink, StopToken, check_stop
 from .blend import blend
 from .flow import flow_interpolate
+from .mci import mci
 
 log = logging.getLogger("vidsd.interpolate")
 
@@ -35,6 +36,8 @@ class Method:
 METHODS: dict[str, Method] = {
     "blend": Method(blend),
     "flow": Method(flow_interpolate, options=("flow_algorithm", "dis_preset")),
+    # ffmpeg's minterpolate, one ffmpeg run per gap (use mci.mci_clip for a whole clip in one run)
+    "mci": Method(mci),
 }
 
 
@@ -113,7 +116,7 @@ def interpolate(
     first is filled too, giving ``n * factor`` frames. ``factor=1`` returns the frames unchanged.
     Original frames are kept exactly.
 
-    ``method``: a name in :data:`METHODS` (``"blend"``, ``"flow"``); ``options`` are passed to it
+    ``method``: a name in :data:`METHODS` (``"blend"``, ``"flow"``, ``"mci"``); ``options`` are passed to it
     (``flow_algorithm="farneback"``, ``dis_preset="fast"`` for ``"flow"``). ``model`` is for
     model-based methods. ``scene_threshold``: a gap whose neighbours differ by more than this mean
     absolute difference (0..255) is a scene cut and is filled with copies of its first frame.
