@@ -421,3 +421,35 @@ def test_interpolated_and_reversed_outputs(webui, tmp_path, method):
     gif = next(out.glob("*.gif"))
     # 4 frames + 2 played back = 6, then x3: (6 - 1) * 3 + 1
     assert probe(gif).frame_count == 16
+
+
+def test_interpolate_route_logic(webui, tmp_path):
+    from lib_vidsd.errors import ConfigError
+    from lib_vidsd.video import probe, write_video
+    from tests.videoclips import coded
+    from vidsd_a1111 import interp_route
+
+    clip = write_video(coded(5), tmp_path / "in.mp4", fps=6)
+    video = base64.b64encode(clip.read_bytes()).decode()
+    answer = interp_route.interpolate_request({"video": video, "method": "blend", "factor": 3, "format": "gif"})
+    out = tmp_path / "out.gif"
+    out.write_bytes(base64.b64decode(answer["video"]))
+    assert answer["frames"] == 13 == probe(out).frame_count and answer["fps"] == 18
+    frames = []
+    for colour in ((255, 0, 0), (0, 0, 255)):
+        buf = io.BytesIO()
+        Image.new("RGB", (32, 32), colour).save(buf, format="PNG")
+        frames.append(base64.b64encode(buf.getvalue()).decode())
+    answer = interp_route.interpolate_request({"frames": frames, "method": "blend", "fps": 24, "source_fps": 8})
+    assert answer["frames"] == 4 and answer["factor"] == 3 and answer["fps"] == 24
+    for body, field in (
+        ({"video": video, "method": "FILM"}, "method"),
+        ({"video": video, "factor": 99}, "factor"),
+        ({"video": "***"}, "video"),
+        ({"frames": frames[:1]}, "frames"),
+        ({"path": "/etc/passwd"}, "path"),
+        ({"video": video, "format": "avi"}, "format"),
+    ):
+        with pytest.raises(ConfigError) as e:
+            interp_route.interpolate_request(body)
+        assert e.value.field == field

@@ -11,7 +11,7 @@ import json
 from typing import Any
 
 from lib_vidsd import __version__
-from lib_vidsd.errors import ConfigError, IncompatibleModelError
+from lib_vidsd.errors import ConfigError, IncompatibleModelError, VidsdError
 
 from . import binding, models
 
@@ -127,6 +127,28 @@ def mount(app) -> None:
     app.add_api_route("/vidsd/v1/version", lambda: {"version": __version__}, methods=["GET"])
     app.add_api_route("/vidsd/v1/schema", binding.schema, methods=["GET"])
     app.add_api_route("/vidsd/v1/motion_modules", motion_modules, methods=["GET"])
+
+    from . import interp_route
+
+    async def interpolate_route(request):  # a plain Starlette route: it reads the raw body itself
+        from starlette.concurrency import run_in_threadpool
+
+        raw = await request.body()
+        if len(raw) > interp_route.MAX_BYTES * 4 // 3 + 4096:
+            return JSONResponse(status_code=413, content={"error": "TooLarge", "detail": "request body too large"})
+        try:
+            answer = await run_in_threadpool(interp_route.interpolate_request, json.loads(raw or b"{}"))
+        except ValueError as e:  # ConfigError is a ValueError, and so is bad JSON
+            status = 413 if isinstance(e, interp_route.TooLarge) else 422
+            return JSONResponse(
+                status_code=status,
+                content={"error": type(e).__name__, "field": getattr(e, "field", "body"), "detail": str(e)},
+            )
+        except VidsdError as e:  # e.g. an undecodable video
+            return JSONResponse(status_code=422, content={"error": type(e).__name__, "detail": str(e)})
+        return JSONResponse(content=answer)
+
+    app.add_route("/vidsd/v1/interpolate", interpolate_route, methods=["POST"])
 
 
 def _loaded_is_sdxl() -> bool | None:
