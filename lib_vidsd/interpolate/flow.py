@@ -19,12 +19,12 @@ OpenCV (``opencv-python-headless``) is imported only when this method runs.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import ConfigError
-from .blend import to_uint8
 
 FLOW_ALGORITHMS = ("dis", "farneback")
 DIS_PRESETS = ("ultrafast", "fast", "medium")
@@ -47,28 +47,44 @@ def _grey(cv2: Any, image: np.ndarray) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
 
+@functools.lru_cache(maxsize=4)
+def _dis(preset: str):
+    """One DIS object per preset, reused (creating it costs about as much as a small flow)."""
+    cv2 = _cv2()
+    return cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
+
+
+def _flow_grey(cv2: Any, ga: np.ndarray, gb: np.ndarray, algorithm: str, dis_preset: str) -> np.ndarray:
+    if algorithm == "farneback":
+        flow = cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 4, 15, 3, 5, 1.2, 0)
+    else:
+        flow = _dis(dis_preset).calc(ga, gb, None)
+    return np.ascontiguousarray(flow, dtype=np.float32)
+
+
+def _check(algorithm: str, dis_preset: str) -> None:
+    if algorithm not in FLOW_ALGORITHMS:
+        raise ConfigError("flow_algorithm", algorithm, list(FLOW_ALGORITHMS))
+    if dis_preset not in DIS_PRESETS:
+        raise ConfigError("dis_preset", dis_preset, list(DIS_PRESETS))
+
+
 def compute_flow(a: np.ndarray, b: np.ndarray, algorithm: str = "dis", dis_preset: str = "medium") -> np.ndarray:
     """Dense flow from ``a`` to ``b`` (``uint8 (H, W, 3)`` RGB): ``float32 (H, W, 2)``, (dx, dy) in pixels.
 
     ``a(x) ~ b(x + flow(x))``. ``algorithm`` is ``"dis"`` or ``"farneback"``; ``dis_preset`` one of
     :data:`DIS_PRESETS`.
     """
-    if algorithm not in FLOW_ALGORITHMS:
-        raise ConfigError("flow_algorithm", algorithm, list(FLOW_ALGORITHMS))
-    if dis_preset not in DIS_PRESETS:
-        raise ConfigError("dis_preset", dis_preset, list(DIS_PRESETS))
+    _check(algorithm, dis_preset)
     cv2 = _cv2()
-    ga, gb = _grey(cv2, a), _grey(cv2, b)
-    if algorithm == "farneback":
-        flow = cv2.calcOpticalFlowFarneback(ga, gb, None, 0.5, 4, 15, 3, 5, 1.2, 0)
-    else:
-        preset = getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{dis_preset.upper()}")
-        flow = cv2.DISOpticalFlow_create(preset).calc(ga, gb, None)
-    return np.ascontiguousarray(flow, dtype=np.float32)
+    return _flow_grey(cv2, _grey(cv2, a), _grey(cv2, b), algorithm, dis_preset)
 
 
+@functools.lru_cache(maxsize=4)
 def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pixel coordinates ``(xs, ys)``, ``float32 (h, w)`` each; cached per size (read-only)."""
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    xs.flags.writeable = ys.flags.writeable = False
     return xs, ys
 
 
@@ -81,8 +97,12 @@ def _remap(cv2: Any, image: np.ndarray, xs: np.ndarray, ys: np.ndarray, flow: np
 
 def consistency_error(cv2: Any, fwd: np.ndarray, bwd: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """Round-trip error ``|fwd(p) + bwd(p + fwd(p))|`` in pixels: ``float32 (H, W)``."""
-    back = _remap(cv2, bwd, xs, ys, fwd, 1.0)
-    return np.linalg.norm(fwd + back, axis=-1).astype(np.float32)
+    round_trip = fwd + _remap(cv2, bwd, xs, ys, fwd, 1.0)
+    return cv2.magnitude(round_trip[..., 0], round_trip[..., 1])
+
+
+def _confidence(cv2: Any, error: np.ndarray) -> np.ndarray:
+    return cv2.exp(error * error * np.float32(-1.0 / (2 * OCCLUSION_SIGMA**2)))
 
 
 def flow_interpolate(
@@ -99,20 +119,25 @@ def flow_interpolate(
     method. ``flow_algorithm``: ``"dis"`` (default) or ``"farneback"``; ``dis_preset``:
     ``"ultrafast"``, ``"fast"`` or ``"medium"`` (default).
     """
+    _check(flow_algorithm, dis_preset)
     cv2 = _cv2()
-    f_ab = compute_flow(a, b, flow_algorithm, dis_preset)
-    f_ba = compute_flow(b, a, flow_algorithm, dis_preset)
+    ga, gb = _grey(cv2, a), _grey(cv2, b)
+    f_ab = _flow_grey(cv2, ga, gb, flow_algorithm, dis_preset)
+    f_ba = _flow_grey(cv2, gb, ga, flow_algorithm, dis_preset)
     h, w = a.shape[:2]
     xs, ys = _grid(h, w)
-    conf_a = np.exp(-(consistency_error(cv2, f_ab, f_ba, xs, ys) ** 2) / (2 * OCCLUSION_SIGMA**2))
-    conf_b = np.exp(-(consistency_error(cv2, f_ba, f_ab, xs, ys) ** 2) / (2 * OCCLUSION_SIGMA**2))
-    fa, fb = a.astype(np.float32), b.astype(np.float32)
+    conf_a = _confidence(cv2, consistency_error(cv2, f_ab, f_ba, xs, ys))
+    conf_b = _confidence(cv2, consistency_error(cv2, f_ba, f_ab, xs, ys))
     out = []
     for t in ts:
-        warp_a = _remap(cv2, fa, xs, ys, f_ba, t)
-        warp_b = _remap(cv2, fb, xs, ys, f_ab, 1.0 - t)
-        w_a = (1.0 - t) * (_remap(cv2, conf_a, xs, ys, f_ba, t) + _WEIGHT_FLOOR)
-        w_b = t * (_remap(cv2, conf_b, xs, ys, f_ab, 1.0 - t) + _WEIGHT_FLOOR)
-        mixed = (w_a[..., None] * warp_a + w_b[..., None] * warp_b) / (w_a + w_b)[..., None]
-        out.append(to_uint8(mixed))
+        maps_a = (xs + t * f_ba[..., 0], ys + t * f_ba[..., 1])
+        maps_b = (xs + (1.0 - t) * f_ab[..., 0], ys + (1.0 - t) * f_ab[..., 1])
+        warp_a = cv2.remap(a, *maps_a, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        warp_b = cv2.remap(b, *maps_b, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+        w_a = (1.0 - t) * (
+            cv2.remap(conf_a, *maps_a, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) + _WEIGHT_FLOOR
+        )
+        w_b = t * (cv2.remap(conf_b, *maps_b, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE) + _WEIGHT_FLOOR)
+        # (w_a·A + w_b·B) / (w_a + w_b) per pixel, on the uint8 warps, rounded and saturated
+        out.append(cv2.blendLinear(warp_a, warp_b, w_a.astype(np.float32), w_b.astype(np.float32)))
     return out
