@@ -16,13 +16,12 @@ from vidsd_a1111 import api, binding, output, settings, ui, xyz  # noqa: E402
 from vidsd_a1111.job import AnimateDiffJob, unet_of  # noqa: E402
 
 log = logging.getLogger("vidsd.a1111.animatediff")
-_JOBS: dict = {}  # id(p) → job, for the cfg callback (which only sees the sampler's p)
 
 
 class AnimateDiffScript(scripts.Script):
     def __init__(self):
         super().__init__()
-        self.jobs = _JOBS
+        self.jobs: dict[int, AnimateDiffJob] = {}  # id(p) → its job, while the job runs
 
     def title(self):
         return "AnimateDiff"
@@ -133,9 +132,18 @@ def _with_default_formats(args):
     return args
 
 
+def _job_of(p):
+    """The running AnimateDiff job of ``p``, found through ``p``'s own script runner."""
+    runner = getattr(p, "scripts", None)
+    for script in getattr(runner, "alwayson_scripts", ()):
+        if isinstance(script, AnimateDiffScript):
+            return script.jobs.get(id(p))
+    return None
+
+
 def _on_cfg_denoiser(params):
     p = getattr(params.denoiser, "p", None)
-    job = _JOBS.get(id(p)) if p is not None else None
+    job = _job_of(p) if p is not None else None
     if job is not None:
         job.on_cfg_denoiser(params)
 

@@ -453,3 +453,17 @@ def test_interpolate_route_logic(webui, tmp_path):
         with pytest.raises(ConfigError) as e:
             interp_route.interpolate_request(body)
         assert e.value.field == field
+
+
+def test_prompt_travel_blends_the_conditioning_every_step(webui, monkeypatch):
+    from lib_vidsd.schedule import prompts
+
+    calls = []
+    original = prompts.PromptTravel.blend
+    monkeypatch.setattr(
+        prompts.PromptTravel, "blend", lambda self, cond, closed: calls.append(1) or original(self, cond, closed)
+    )
+    args = [{"enable": True, "model": "mm_tiny.safetensors", "video_length": 4, "batch_size": 4, "format": ["PNG"]}]
+    p, _ = _run(webui, args, prompt="a cat\n0: sitting\n2: running")
+    assert p.all_prompts == ["a cat, sitting, "] * 2 + ["a cat, running, "] * 2
+    assert len(calls) == 2  # one per sampling step
