@@ -9,9 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from lib_vidsd.errors import ConfigError
 from lib_vidsd.interpolate import interpolate
-from lib_vidsd.interpolate.mci import mci, mci_clip
+from lib_vidsd.interpolate.mci import grid_for, mci, mci_clip
 from lib_vidsd.video import ffmpeg_exe, probe, write_video
 from tests.test_interpolate import _psnr, _texture
 from tests.videoclips import coded
@@ -46,12 +45,15 @@ def test_mci_odd_and_tiny_sizes():
         assert abs(int(out[2].mean()) - 100) <= 3
 
 
-def test_mci_method_keeps_originals_and_checks_ts():
+def test_mci_method_keeps_originals_and_takes_any_timesteps():
     frames = _pan(3)
     out = interpolate(frames, 3, "mci")
     assert len(out) == 7 and all(np.array_equal(out[i * 3], f) for i, f in enumerate(frames))
-    with pytest.raises(ConfigError, match="ts"):
-        mci(frames[0], frames[1], [0.3])
+    assert grid_for([0.3]) == 10 and grid_for([0.25, 0.5]) == 4 and grid_for([0.123456]) == 64
+    (on_grid,) = mci(frames[0], frames[1], [0.3])
+    assert np.array_equal(on_grid, mci_clip(frames[:2], 10)[3])
+    (odd,) = mci(frames[0], frames[1], [0.123456])  # on no grid up to 1/64: the nearest 1/64
+    assert np.array_equal(odd, mci_clip(frames[:2], 64)[8])
 
 
 def test_cli_interpolate_roundtrip(tmp_path):

@@ -4,7 +4,7 @@
 """
 
 from .blend import blend
-from .core import MAX_FACTOR, METHODS, Method, interpolate, mean_abs_diff
+from .core import MAX_FACTOR, METHODS, Method, interpolate, interpolate_at, mean_abs_diff, retime_positions
 from .flow import DIS_PRESETS, FLOW_ALGORITHMS, compute_flow, flow_interpolate
 
 __all__ = [
@@ -17,5 +17,7 @@ __all__ = [
     "compute_flow",
     "flow_interpolate",
     "interpolate",
+    "interpolate_at",
     "mean_abs_diff",
+    "retime_positions",
 ]

@@ -17,6 +17,7 @@ from .mci import mci
 log = logging.getLogger("vidsd.interpolate")
 
 MAX_FACTOR = 64
+_EPS = 1e-6  # positions this close to a source frame are that frame
 
 
 @dataclass(frozen=True)
@@ -32,12 +33,28 @@ class Method:
     needs_model: bool = False
 
 
-#: interpolators by name; model-based ones register here too
+def _film(a: np.ndarray, b: np.ndarray, ts: Sequence[float], *, model: Any, pad: str | None = "64"):
+    from .film import film_run  # torch is imported only when a network runs
+
+    return film_run(a, b, ts, model=model, pad=pad)
+
+
+def _rife(a: np.ndarray, b: np.ndarray, ts: Sequence[float], *, model: Any, scale: float = 1.0, pad="comfyui"):
+    from .rife import rife_run
+
+    return rife_run(a, b, ts, model=model, scale=scale, pad=pad)
+
+
+#: interpolators by name
 METHODS: dict[str, Method] = {
     "blend": Method(blend),
     "flow": Method(flow_interpolate, options=("flow_algorithm", "dis_preset")),
     # ffmpeg's minterpolate, one ffmpeg run per gap (use mci.mci_clip for a whole clip in one run)
     "mci": Method(mci),
+    # networks (load them with lib_vidsd.interpolate.weights): FILM fills a gap's frames in the
+    # closest-to-midpoint order of its callers; RIFE takes every timestep directly
+    "film": Method(_film, options=("pad",), needs_model=True),
+    "rife": Method(_rife, options=("scale", "pad"), needs_model=True),
 }
 
 
@@ -116,37 +133,105 @@ def interpolate(
     first is filled too, giving ``n * factor`` frames. ``factor=1`` returns the frames unchanged.
     Original frames are kept exactly.
 
-    ``method``: a name in :data:`METHODS` (``"blend"``, ``"flow"``, ``"mci"``); ``options`` are passed to it
-    (``flow_algorithm="farneback"``, ``dis_preset="fast"`` for ``"flow"``). ``model`` is for
-    model-based methods. ``scene_threshold``: a gap whose neighbours differ by more than this mean
-    absolute difference (0..255) is a scene cut and is filled with copies of its first frame.
-    ``progress`` is called with (gaps done, gaps total, text); ``stop`` is checked before each gap
-    (:class:`~lib_vidsd.errors.Interrupted`).
+    ``method``: a name in :data:`METHODS` (``"blend"``, ``"flow"``, ``"mci"``, ``"film"``, ``"rife"``);
+    ``options`` are passed to it (``flow_algorithm="farneback"``, ``dis_preset="fast"`` for ``"flow"``).
+    ``model`` is the loaded network of model-based methods. ``scene_threshold``: a gap whose
+    neighbours differ by more than this mean absolute difference (0..255) is a scene cut and is
+    filled with copies of its first frame. ``progress`` is called with (gaps done, gaps total,
+    text); ``stop`` is checked before each gap (:class:`~lib_vidsd.errors.Interrupted`).
 
     Returns a list of ``uint8 (H, W, 3)`` arrays.
     """
     factor = _check_factor(factor)
+    count = len(frames) if loop else len(frames) - 1
+    positions = [i + k / factor for i in range(max(count, 0)) for k in range(factor)]
+    if not loop or not positions:
+        positions.append(float(max(len(frames) - 1, 0)))
+    return interpolate_at(
+        frames,
+        positions,
+        method,
+        model,
+        loop=loop,
+        scene_threshold=scene_threshold,
+        progress=progress,
+        stop=stop,
+        **options,
+    )
+
+
+def retime_positions(count: int, fps_in: float, fps_out: float, *, loop: bool = False) -> list[float]:
+    """Where the frames of a clip of ``count`` frames at ``fps_in`` fall when shown at ``fps_out``.
+
+    Output frame ``j`` shows the clip at time ``j / fps_out``, i.e. at position ``j * fps_in / fps_out``
+    in source frames; the clip lasts ``count / fps_in`` seconds (a frame is on screen for its whole
+    period), so ``round(count * fps_out / fps_in)`` frames come out (at least one).
+    """
+    for name, value in (("fps_in", fps_in), ("fps_out", fps_out)):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value <= 1000:
+            raise ConfigError(name, value, "a frame rate above 0 and at most 1000")
+    total = max(1, round(count * fps_out / fps_in))
+    last = count if loop else count - 1
+    return [min(j * fps_in / fps_out, last) for j in range(total)]
+
+
+def interpolate_at(
+    frames: Sequence[Any],
+    positions: Sequence[float],
+    method: str = "blend",
+    model: Any = None,
+    *,
+    loop: bool = False,
+    scene_threshold: float | None = None,
+    progress: ProgressSink | None = None,
+    stop: StopToken | None = None,
+    **options: Any,
+) -> list[np.ndarray]:
+    """The clip's picture at each of ``positions``, in units of source frames (explicit timesteps).
+
+    ``2.25`` is a quarter of the way from frame 2 to frame 3; whole numbers are the source frames
+    themselves (kept exactly). Positions run from ``0`` to ``n - 1``, or up to ``n`` with
+    ``loop=True`` (the gap from the last frame back to the first; ``n`` is frame 0 again).
+    Positions inside one gap are handed to the method together, so FILM can fill them in its
+    closest-to-midpoint order. Other arguments as in :func:`interpolate`.
+    """
     threshold = _check_threshold(scene_threshold)
     entry = _get_method(method, model, options)
     arrays = _check_frames(frames)
-    if factor == 1:
-        return arrays
-    ts = [k / factor for k in range(1, factor)]
-    pairs = list(zip(arrays, arrays[1:], strict=False))
-    if loop:
-        pairs.append((arrays[-1], arrays[0]))
+    n = len(arrays)
+    top = n if loop else n - 1
+    wanted: list[tuple[int, float]] = []
+    for i, pos in enumerate(positions):
+        if isinstance(pos, bool) or not isinstance(pos, (int, float, np.number)) or not 0 <= pos <= top:
+            raise ConfigError("positions", f"item {i}: {pos}", f"numbers from 0 to {top}")
+        gap = min(int(pos), top - 1) if top > 0 else 0
+        wanted.append((gap, float(pos) - gap))
+    by_gap: dict[int, list[float]] = {}
+    for gap, t in wanted:
+        if _EPS < t < 1 - _EPS:
+            by_gap.setdefault(gap, [])
+            if t not in by_gap[gap]:
+                by_gap[gap].append(t)
+    made: dict[tuple[int, float], np.ndarray] = {}
     extra = {"model": model} if entry.needs_model else {}
-    out: list[np.ndarray] = []
-    for i, (a, b) in enumerate(pairs):
-        check_stop(stop, f"interpolating gap {i + 1} of {len(pairs)}")
-        out.append(a)
+    for done, (gap, ts) in enumerate(sorted(by_gap.items())):
+        check_stop(stop, f"interpolating gap {gap + 1}")
+        a, b = arrays[gap], arrays[(gap + 1) % n]
+        ts.sort()
         if threshold is not None and mean_abs_diff(a, b) > threshold:
-            log.debug("gap %d is a scene cut; repeating its first frame", i)
-            out.extend(a.copy() for _ in ts)
+            log.debug("gap %d is a scene cut; repeating its first frame", gap)
+            new = [a.copy() for _ in ts]
         else:
-            out.extend(entry.run(a, b, ts, **options, **extra))
+            new = entry.run(a, b, ts, **options, **extra)
+        made.update({(gap, t): frame for t, frame in zip(ts, new, strict=True)})
         if progress is not None:
-            progress(i + 1, len(pairs), f"interpolating ({method})")
-    if not loop:
-        out.append(arrays[-1])
+            progress(done + 1, len(by_gap), f"interpolating ({method})")
+    out = []
+    for gap, t in wanted:
+        if t <= _EPS:
+            out.append(arrays[gap])
+        elif t >= 1 - _EPS:
+            out.append(arrays[(gap + 1) % n])
+        else:
+            out.append(made[(gap, t)])
     return out

@@ -130,12 +130,27 @@ def mci_clip(frames: Sequence[np.ndarray], factor: int, *, timeout: float | None
     return [out[i, :h, :w].copy() for i in range(want)]
 
 
-def mci(a: np.ndarray, b: np.ndarray, ts: Sequence[float]) -> list[np.ndarray]:
-    """The registry's ``"mci"`` method: the frames at ``ts = k / factor`` between ``a`` and ``b``.
+#: the finest grid used for timesteps that fit no coarser one (frames within 1/128 of a gap of the request)
+MAX_GRID = 64
 
-    minterpolate only makes evenly spaced frames, so ``ts`` must be ``1/f, 2/f, …, (f-1)/f``.
+
+def grid_for(ts: Sequence[float]) -> int:
+    """The smallest ``f`` (2..``MAX_GRID``) whose multiples ``k / f`` hit every ``t`` within 1e-4."""
+    for f in range(2, MAX_GRID + 1):
+        if all(abs(t * f - round(t * f)) < 1e-4 * f for t in ts):
+            return f
+    return MAX_GRID
+
+
+def mci(a: np.ndarray, b: np.ndarray, ts: Sequence[float]) -> list[np.ndarray]:
+    """The registry's ``"mci"`` method: the frames at ``ts`` (each in 0..1) between ``a`` and ``b``.
+
+    minterpolate makes evenly spaced frames only, so it runs at the coarsest grid ``k / f`` that
+    holds every ``t`` (``ts = 1/f … (f-1)/f`` for a plain ×f) and each ``t`` takes the nearest
+    grid frame; timesteps on no grid up to 1/64 are rounded to the nearest 1/64.
     """
-    factor = len(ts) + 1
-    if not np.allclose(ts, [k / factor for k in range(1, factor)], atol=1e-6):
-        raise ConfigError("ts", list(ts), "evenly spaced k/factor for method 'mci'")
-    return mci_clip([a, b], factor)[1:-1]
+    if not len(ts):
+        return []
+    factor = grid_for(ts)
+    made = mci_clip([a, b], factor)
+    return [made[min(factor - 1, max(1, round(t * factor)))] for t in ts]
