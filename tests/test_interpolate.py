@@ -8,9 +8,9 @@ from PIL import Image
 
 from lib_vidsd.errors import ConfigError, Interrupted
 from lib_vidsd.interpolate import METHODS, interpolate
+from lib_vidsd.progress import StopFlag
 
 MODEL_FREE = sorted(name for name, m in METHODS.items() if not m.needs_model)
-from lib_vidsd.progress import StopFlag
 
 
 def _frames(n: int, h: int = 16, w: int = 20, seed: int = 0) -> list[np.ndarray]:
