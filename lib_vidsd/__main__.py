@@ -10,7 +10,7 @@ from typing import Any, Sequence
 
 from . import __version__
 from .config import AnimateDiffParams, EncodeOptions, FieldInfo, GenerationParams, ReadOptions, describe
-from .errors import VidsdError
+from .errors import ConfigError, VidsdError
 from .progress import TextBar
 
 log = logging.getLogger("vidsd.cli")
@@ -83,32 +83,27 @@ _AUDIO_SUFFIXES = (".mp4", ".webm")
 
 
 def _cmd_interpolate(args) -> int:
-    """Read, interpolate ×factor, write at fps×factor. With ``--fps``, factor = ceil(target / source fps)
-    and the result is written at the target rate (so the clip may play slightly faster; no resampling)."""
-    import math
-
-    from .errors import ConfigError
-    from .interpolate import METHODS, interpolate
+    """Read, interpolate, write. ``-x N``: N frames per input gap, written at fps × N. ``--fps F``: the
+    clip retimed to exactly F frames per second (same duration; new frames where F needs them)."""
+    from .interpolate import METHODS, interpolate, interpolate_at, retime_positions
     from .video import read_video, write_video
 
     if args.method not in METHODS:
         raise ConfigError("method", args.method, list(METHODS))
+    model = _vfi_model(args.method, args.weights, args.vfi_dir)
+    options = {"scale": args.scale} if args.method == "rife" and args.scale is not None else {}
     reader = read_video(args.source)
-    if args.fps is not None:
-        if not args.fps > 0:
-            raise ConfigError("fps", args.fps, "a positive number")
-        factor, out_fps = max(1, math.ceil(args.fps / reader.fps - 1e-9)), args.fps
-    else:
-        factor, out_fps = args.factor, reader.fps * args.factor
     frames = list(reader)
-    result = interpolate(
-        frames,
-        factor,
-        args.method,
-        loop=args.loop,
-        scene_threshold=args.scene_threshold,
-        progress=TextBar(f"interpolate x{factor}"),
-    )
+    common = {"loop": args.loop, "scene_threshold": args.scene_threshold, **options}
+    if args.fps is not None:
+        positions = retime_positions(len(frames), reader.fps, args.fps, loop=args.loop)
+        bar = TextBar(f"interpolate to {args.fps:g} fps")
+        result = interpolate_at(frames, positions, args.method, model, progress=bar, **common)
+        out_fps = args.fps
+    else:
+        bar = TextBar(f"interpolate x{args.factor}")
+        result = interpolate(frames, args.factor, args.method, model, progress=bar, **common)
+        out_fps = reader.fps * args.factor
     extra = {}
     target = Path(args.output)
     if target.suffix.lower() in _AUDIO_SUFFIXES and reader.info.kind == "video" and reader.info.has_audio:
@@ -116,6 +111,25 @@ def _cmd_interpolate(args) -> int:
     out = write_video(result, target, fps=out_fps, progress=TextBar("encode"), **extra)
     print(f"wrote {len(result)} frames at {out_fps:g} fps to {out}")
     return 0
+
+
+def _vfi_model(method: str, weights: str | None, folder: str | None):
+    """The FILM/RIFE network for ``method`` from ``folder`` (``None`` for methods without weights)."""
+    from .interpolate.weights import NETWORK_METHODS, find_weights, load_network
+
+    if method not in NETWORK_METHODS:
+        return None
+    import torch
+
+    path = find_weights(method, weights or "", [folder or _default_vfi_dir()], field="weights")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    return load_network(method, path, device=device, half=device == "cuda")
+
+
+def _default_vfi_dir() -> str:
+    import os
+
+    return os.environ.get("VIDSD_VFI_DIR") or "models/VFI"
 
 
 def _cmd_probe(args) -> int:
@@ -264,13 +278,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("source", help="video file, GIF/WEBP/APNG, or folder of images")
     p.add_argument("-o", "--output", required=True, help="output file (.mp4 .webm .gif .webp .png) or folder")
     p.add_argument("-x", "--factor", type=int, default=2, help="frames per input gap (default: 2)")
-    p.add_argument("--method", default="blend", help="blend, flow or mci (default: blend)")
+    p.add_argument("--method", default="blend", help="blend, flow, mci, film or rife (default: blend)")
     p.add_argument(
         "--fps",
         type=float,
         default=None,
-        help="target fps instead of -x: factor = ceil(target / source fps), written at the target fps",
+        help="target frame rate instead of -x: the clip keeps its duration, frames are made where needed",
     )
+    p.add_argument("--weights", help="FILM/RIFE weights file name in --vfi-dir (default: the usual names)")
+    p.add_argument("--vfi-dir", help="folder of FILM/RIFE weights (default: $VIDSD_VFI_DIR, else models/VFI)")
+    p.add_argument("--scale", type=float, default=None, help="RIFE: scale factor (0.5 for 4K; default 1)")
     p.add_argument("--loop", action="store_true", help="also fill the gap from the last frame back to the first")
     p.add_argument(
         "--scene-threshold",

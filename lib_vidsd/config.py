@@ -298,12 +298,19 @@ class SaveFormat(Choice):
 
 class InterpMethod(Choice):
     """Frame interpolation of the result: a method of ``lib_vidsd.interpolate`` (FILM and RIFE
-    arrive with their networks)."""
+    need a weights file in the interpolation models folder)."""
 
     OFF = "Off"
+    FILM = "FILM"
+    RIFE = "RIFE"
     BLEND = "blend"
     FLOW = "flow"
     MCI = "mci"
+
+    @property
+    def method(self) -> str:
+        """The name in ``lib_vidsd.interpolate.METHODS``."""
+        return self.value.lower()
 
 
 def _save_formats(value):
@@ -375,6 +382,9 @@ class AnimateDiffParams(Params):
         [SaveFormat.GIF, SaveFormat.PNG], description="What to save: GIF, MP4, WEBP, WEBM, PNG frames, TXT infotext."
     )
     interp: InterpMethod = Field(InterpMethod.OFF, description="Frame interpolation of the result.")
+    interp_model: str = Field(
+        "", description="FILM/RIFE weights file in the interpolation models folder; empty picks the default."
+    )
     interp_x: int = Field(
         10,
         ge=2,
@@ -447,3 +457,119 @@ class GenerationParams(Params):
         if value % 8:
             raise ValueError(f"a multiple of 8 (e.g. {value - value % 8})")
         return value
+
+
+# --- Steps animation ------------------------------------------------------------------------------
+
+MAX_STEPS_DURATION = 600.0
+
+
+class StepsInterpolation(Choice):
+    """How the recorded steps are spread over the movie's duration: shown as they are, or with
+    new frames made between them by a method of ``lib_vidsd.interpolate``."""
+
+    NONE = "none"
+    BLEND = "blend"
+    MCI = "mci"
+    FLOW = "flow"
+    FILM = "film"
+    RIFE = "rife"
+
+
+class StepsCodec(Choice):
+    H264 = "h264"
+    H265 = "h265"
+    VP9 = "vp9"
+    AV1 = "av1"
+    GIF = "gif"
+    WEBP = "webp"
+
+
+class StepsDecode(Choice):
+    """How a recorded latent becomes a picture."""
+
+    FULL = "full"  # the model's VAE: exact, costs about three UNet steps per frame at 512²
+    FAST = "fast"  # a fixed linear map of the 4 latent channels to RGB, at latent resolution, then scaled up
+    APPROX_NN = "approx_nn"  # WebUI only: A1111's "Approx NN" preview network, when its file is present
+    TAESD = "taesd"  # WebUI only: A1111's TAESD preview decoder, when its file is present
+
+
+class StepsResolution(Choice):
+    FULL = "full"
+    HALF = "half"
+    QUARTER = "quarter"
+
+
+class StepsCapture(Choice):
+    DENOISED = "denoised"  # the model's estimate of the finished image at each step (like live previews)
+    NOISY = "noisy"  # the sampler's current latent, noise included
+
+
+class StepsAnimateDiffView(Choice):
+    """With AnimateDiff, which picture of the animation each step shows."""
+
+    FRAME0 = "frame0"
+    GRID = "grid"
+
+
+def _relative_folder(value: str) -> str:
+    """A folder below the save location: relative, forward slashes, no ``..``, no drive."""
+    text = str(value).strip().replace("\\", "/")
+    parts = [p for p in text.split("/") if p not in ("", ".")]
+    if text.startswith("/") or (parts and ":" in parts[0]) or any(p == ".." for p in parts):
+        raise ValueError("a folder relative to the save location (no '..', no absolute path)")
+    if any(ch in p for p in parts for ch in '<>:"|?*\0'):
+        raise ValueError('a folder name without < > : " | ? * characters')
+    return "/".join(parts)
+
+
+class StepsAnimationParams(Params):
+    """Steps animation: the sampler's intermediate steps of one generation as a movie."""
+
+    enabled: bool = Field(False, description="Record the sampling steps and make a movie of them.")
+    duration: float = Field(
+        4.0, gt=0, le=MAX_STEPS_DURATION, description="Seconds the recorded steps take in the movie."
+    )
+    interpolation: StepsInterpolation = Field(
+        StepsInterpolation.NONE,
+        description="none: each step is shown for duration / steps; otherwise frames are made between the "
+        "steps (blend, mci, flow, film, rife) for a smooth movie at the frame rate below.",
+    )
+    fps: float = Field(
+        30.0, gt=0, le=MAX_FPS, description="Movie frame rate when interpolating (without: steps / duration)."
+    )
+    interp_model: str = Field(
+        "", description="FILM/RIFE weights file in the interpolation models folder; empty picks the default."
+    )
+    codec: StepsCodec = Field(
+        StepsCodec.H264, description="Movie codec: MP4 (h264, h265, av1), WEBM (vp9), GIF or WEBP."
+    )
+    skip_steps: int = Field(0, ge=0, le=1000, description="Leave out this many first (noisiest) steps.")
+    hold: float = Field(0.0, ge=0, le=60, description="Seconds the final image stays on screen at the end.")
+    decode: StepsDecode = Field(
+        StepsDecode.FULL,
+        description="full: the VAE (exact, slow); fast: a linear latent-to-RGB estimate; approx_nn/taesd: "
+        "the WebUI's preview decoders when their files are present.",
+    )
+    resolution: StepsResolution = Field(StepsResolution.FULL, description="Movie size: full, half or quarter.")
+    capture: StepsCapture = Field(
+        StepsCapture.DENOISED,
+        description="denoised: the model's estimate of the final image at each step; noisy: the latent as it is.",
+    )
+    hires_pass: bool = Field(True, description="With hires fix, record the second pass too (after the first).")
+    run_incomplete: bool = Field(
+        True, description="Make the movie also when the run was interrupted or the sampler stopped early."
+    )
+    delete_frames: bool = Field(True, description="Delete the intermediate frames once the movie is written.")
+    create_movie: bool = Field(True, description="Make the movie; off keeps only the frames.")
+    frames_folder: str = Field("steps/frames", description="Folder for the frames, relative to the save location.")
+    movie_folder: str = Field("steps", description="Folder for the movie, relative to the save location.")
+    title: str = Field("", description="Movie title metadata; empty uses the start of the prompt.")
+    artist: str = Field("", description="Movie artist metadata.")
+    animatediff_view: StepsAnimateDiffView = Field(
+        StepsAnimateDiffView.FRAME0,
+        description="With AnimateDiff: frame0 shows the first frame of the animation at each step, grid all frames.",
+    )
+
+    _fps = validator("fps", pre=True, allow_reuse=True)(parse_fps)
+    _folders = validator("frames_folder", "movie_folder", allow_reuse=True)(_relative_folder)

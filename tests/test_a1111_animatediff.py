@@ -441,9 +441,11 @@ def test_interpolate_route_logic(webui, tmp_path):
         Image.new("RGB", (32, 32), colour).save(buf, format="PNG")
         frames.append(base64.b64encode(buf.getvalue()).decode())
     answer = interp_route.interpolate_request({"frames": frames, "method": "blend", "fps": 24, "source_fps": 8})
-    assert answer["frames"] == 4 and answer["factor"] == 3 and answer["fps"] == 24
+    assert answer["frames"] == 6 and answer["fps"] == 24  # 2 frames at 8 fps last 0.25 s: 6 frames at 24
     for body, field in (
         ({"video": video, "method": "FILM"}, "method"),
+        ({"video": video, "method": "film"}, "model"),  # no weights in models/VFI
+        ({"video": video, "method": "rife", "model": "../../x.pth"}, "model"),
         ({"video": video, "factor": 99}, "factor"),
         ({"video": "***"}, "video"),
         ({"frames": frames[:1]}, "frames"),
@@ -467,3 +469,25 @@ def test_prompt_travel_blends_the_conditioning_every_step(webui, monkeypatch):
     p, _ = _run(webui, args, prompt="a cat\n0: sitting\n2: running")
     assert p.all_prompts == ["a cat, sitting, "] * 2 + ["a cat, running, "] * 2
     assert len(calls) == 2  # one per sampling step
+
+
+def test_film_interpolation_of_the_animation(webui, tmp_path):
+    from modules import shared
+
+    from lib_vidsd.video import probe
+    from tests.rig.vfi import write_film_archive
+
+    write_film_archive(tmp_path / "VFI")
+    shared.opts.data["vidsd_vfi_model_path"] = str(tmp_path / "VFI")
+    args = [
+        {"enable": True, "model": "mm_tiny.safetensors", "video_length": 3, "batch_size": 3, "format": ["GIF"]}
+        | {"interp": "FILM", "interp_x": 4, "closed_loop": "N"}
+    ]
+    p, _ = _run(webui, args)
+    (gif,) = sorted(Path(p.outpath_samples).rglob("*.gif"))
+    assert probe(gif).frame_count == (3 - 1) * 4 + 1
+    from vidsd_a1111 import api
+
+    body = {"alwayson_scripts": {"AnimateDiff": {"args": [{**args[0], "interp_model": "missing.pt"}]}}}
+    answer = api.check_request(body, model_is_sdxl=None)
+    assert answer["field"] == "interp_model" and "film_net_fp16.pt" in answer["allowed"]

@@ -62,7 +62,7 @@ def test_animatediff_api_fields_follow_the_reference():
     for bad, field in (
         ({"format": ["avi"]}, "format"),
         ({"video_path": "/etc"}, "video_path"),
-        ({"interp": "FILM"}, "interp"),
+        ({"interp": "DAIN"}, "interp"),
         ({"batch_size": 8, "overlap": 8}, "overlap"),
     ):
         with pytest.raises(ConfigError) as e:

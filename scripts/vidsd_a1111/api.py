@@ -19,23 +19,55 @@ GENERATION_ROUTES = ("/sdapi/v1/txt2img", "/sdapi/v1/img2img")
 SCRIPT_NAME = "animatediff"
 
 
-def _animatediff_args(body: dict) -> list | None:
+def _script_args(body: dict, title: str) -> list | None:
+    """The ``alwayson_scripts`` arguments of the script ``title`` (A1111 matches titles without case)."""
     scripts = body.get("alwayson_scripts") or {}
     if not isinstance(scripts, dict):
         return None
     for name, entry in scripts.items():
-        if str(name).lower() == SCRIPT_NAME and isinstance(entry, dict):
+        if str(name).lower() == title.lower() and isinstance(entry, dict):
             args = entry.get("args")
             return list(args) if isinstance(args, (list, tuple)) else None
     return None
 
 
+def _config_answer(e: ConfigError) -> dict:
+    return {
+        "error": "ConfigError",
+        "field": e.field,
+        "value": _jsonable(e.value),
+        "allowed": _jsonable(e.allowed),
+        "detail": str(e),
+    }
+
+
 def check_request(body: Any, *, model_is_sdxl: bool | None) -> dict | None:
-    """``None`` when the AnimateDiff arguments of a generation request are acceptable (or absent),
-    else the 422 answer: ``{"error", "field", "value", "allowed", "detail"}``."""
+    """``None`` when the AnimateDiff and Steps animation arguments of a generation request are
+    acceptable (or absent), else the 422 answer: ``{"error", "field", "value", "allowed", "detail"}``."""
     if not isinstance(body, dict):
         return None
-    args = _animatediff_args(body)
+    return _check_animatediff(body, model_is_sdxl) or _check_steps(body, model_is_sdxl)
+
+
+def _check_steps(body: dict, model_is_sdxl: bool | None) -> dict | None:
+    args = _script_args(body, binding.STEPS.key)
+    if not args:
+        return None
+    try:
+        params = binding.STEPS.parse_args(args)
+        if params.enabled:
+            from .steps_job import check_params
+
+            check_params(params, is_sdxl=bool(model_is_sdxl))
+    except ConfigError as e:
+        return _config_answer(e)
+    except VidsdError as e:  # e.g. interpolation weights that do not load
+        return {"error": type(e).__name__, "field": "interp_model", "detail": str(e)}
+    return None
+
+
+def _check_animatediff(body: dict, model_is_sdxl: bool | None) -> dict | None:
+    args = _script_args(body, SCRIPT_NAME)
     if not args:
         return None
     try:
@@ -63,13 +95,7 @@ def check_request(body: Any, *, model_is_sdxl: bool | None) -> dict | None:
                     f"{params.model} is a {family} motion module; the loaded checkpoint is {kind} model"
                 )
     except ConfigError as e:
-        return {
-            "error": "ConfigError",
-            "field": e.field,
-            "value": _jsonable(e.value),
-            "allowed": _jsonable(e.allowed),
-            "detail": str(e),
-        }
+        return _config_answer(e)
     except IncompatibleModelError as e:
         return {
             "error": "IncompatibleModelError",
@@ -126,6 +152,7 @@ def mount(app) -> None:
 
     app.add_api_route("/vidsd/v1/version", lambda: {"version": __version__}, methods=["GET"])
     app.add_api_route("/vidsd/v1/schema", binding.schema, methods=["GET"])
+    app.add_api_route("/vidsd/v1/schema/steps", binding.STEPS.schema, methods=["GET"])
     app.add_api_route("/vidsd/v1/motion_modules", motion_modules, methods=["GET"])
 
     from . import interp_route

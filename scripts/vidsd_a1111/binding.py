@@ -1,8 +1,8 @@
-"""One table binds each AnimateDiff field to its widget, its infotext entry and its API key.
+"""One table per accordion binds each field to its widget, its infotext entry and its API key.
 
-Bounds, defaults, choices and hover texts come from ``lib_vidsd.config.AnimateDiffParams``; the
-table adds only what is A1111's: the widget kind, the label, slider ranges, img2img-only fields.
-The widget order is the positional argument order (``p.script_args`` and the API list form).
+Bounds, defaults, choices and hover texts come from the ``lib_vidsd.config`` model; a table adds
+only what is A1111's: the widget kind, the label, slider ranges, img2img-only fields. The widget
+order is the positional argument order (``p.script_args`` and the API list form).
 """
 
 from __future__ import annotations
@@ -10,26 +10,32 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Type
 
-from lib_vidsd.config import AnimateDiffParams, Choice, FieldInfo, describe, validate
+from lib_vidsd.config import (
+    AnimateDiffParams,
+    Choice,
+    FieldInfo,
+    Params,
+    StepsAnimationParams,
+    describe,
+    validate,
+)
 from lib_vidsd.errors import ConfigError
-
-INFOTEXT_KEY = "AnimateDiff"
 
 
 @dataclass(frozen=True)
 class Bind:
     field: str
     label: str
-    widget: str  # checkbox, dropdown, checkboxgroup, slider, number, radio, image; "" = API only
+    widget: str  # checkbox, dropdown, checkboxgroup, slider, number, radio, image, textbox; "" = API only
     ui_max: float | None = None  # slider range when the config bound is larger than a slider should be
     step: float | None = None
     img2img_only: bool = False
     infotext: bool = True
 
 
-BINDINGS: tuple[Bind, ...] = (
+ANIMATEDIFF_BINDS: tuple[Bind, ...] = (
     Bind("enable", "Enable AnimateDiff", "checkbox", infotext=False),
     Bind("model", "Motion module", "dropdown"),
     Bind("format", "Save format", "checkboxgroup"),
@@ -45,6 +51,7 @@ BINDINGS: tuple[Bind, ...] = (
     Bind("motion_lora_strength", "Motion LoRA strength", "slider", step=0.05),
     Bind("interp", "Frame interpolation", "radio"),
     Bind("interp_x", "Interp X", "number"),
+    Bind("interp_model", "FILM/RIFE weights", "dropdown"),
     Bind("freeinit_enable", "FreeInit", "checkbox"),
     Bind("freeinit_filter", "FreeInit filter", "dropdown"),
     Bind("freeinit_ds", "FreeInit spatial stop frequency", "slider", step=0.0625),
@@ -63,44 +70,99 @@ BINDINGS: tuple[Bind, ...] = (
     Bind("is_i2i_batch", "img2img batch", "", infotext=False),
 )
 
-FIELDS: dict[str, FieldInfo] = {f.name: f for f in describe(AnimateDiffParams)}
 
+class Binding:
+    """The A1111 face of one parameter model: widgets, positional/dict arguments, infotext, schema.
 
-def widget_bindings() -> list[Bind]:
-    """The fields that have a widget, in positional-argument order."""
-    return [b for b in BINDINGS if b.widget]
-
-
-def defaults() -> dict[str, Any]:
-    """Every field's default, as the API and the widgets use it."""
-    return {b.field: FIELDS[b.field].default for b in BINDINGS}
-
-
-def parse_args(args: tuple | list) -> AnimateDiffParams:
-    """The script's arguments → validated parameters.
-
-    Accepts the API's dict form (``args: [{"enable": true, ...}]``; A1111 fills the rest of the
-    script's argument slice with the widgets' defaults, which are then ignored), an
-    ``AnimateDiffParams``, or positional values in :func:`widget_bindings` order (the UI, and the
-    API list form; missing trailing values take their defaults). Raises ``ConfigError`` naming
-    the field.
+    ``key`` is the infotext entry (``AnimateDiff: model: …, fps: 8``) and the script title;
+    ``enable`` the field of the accordion's header checkbox; ``images`` the fields that take an
+    image (PIL, numpy, gradio dict or base64 text).
     """
-    if args and isinstance(args[0], AnimateDiffParams):
-        return args[0]
-    if args and isinstance(args[0], dict):
-        values = dict(args[0])
-    else:
-        binds = widget_bindings()
-        if len(args) > len(binds):
-            raise ConfigError("args", f"{len(args)} values", f"at most {len(binds)} (or one dict)")
-        values = {b.field: v for b, v in zip(binds, args, strict=False)}  # missing trailing values: defaults
-    values = {k: (v.value if isinstance(v, Choice) else v) for k, v in values.items()}
-    if values.get("last_frame") is not None:
-        values["last_frame"] = _image(values["last_frame"])
-    return validate(AnimateDiffParams, values)
+
+    def __init__(
+        self, params: Type[Params], key: str, binds: tuple[Bind, ...], enable: str, images: tuple[str, ...] = ()
+    ):
+        self.params, self.key, self.binds, self.enable, self.images = params, key, binds, enable, images
+        self.fields: dict[str, FieldInfo] = {f.name: f for f in describe(params)}
+        missing = set(self.fields) - {b.field for b in binds}
+        if missing:
+            raise ValueError(f"{key}: fields without a binding: {sorted(missing)}")
+
+    def widget_bindings(self) -> list[Bind]:
+        """The fields that have a widget, in positional-argument order."""
+        return [b for b in self.binds if b.widget]
+
+    def bind(self, field: str) -> Bind:
+        return next(b for b in self.binds if b.field == field)
+
+    def defaults(self) -> dict[str, Any]:
+        """Every field's default, as the API and the widgets use it."""
+        return {b.field: self.fields[b.field].default for b in self.binds}
+
+    def parse_args(self, args: tuple | list) -> Any:
+        """The script's arguments → validated parameters.
+
+        Accepts the API's dict form (``args: [{"enabled": true, ...}]``; A1111 fills the rest of
+        the script's argument slice with the widgets' defaults, which are then ignored), a params
+        object, or positional values in :meth:`widget_bindings` order (the UI, and the API list
+        form; missing trailing values take their defaults). Raises ``ConfigError`` naming the field.
+        """
+        if args and isinstance(args[0], self.params):
+            return args[0]
+        if args and isinstance(args[0], dict):
+            values = dict(args[0])
+        else:
+            binds = self.widget_bindings()
+            if len(args) > len(binds):
+                raise ConfigError("args", f"{len(args)} values", f"at most {len(binds)} (or one dict)")
+            values = {b.field: v for b, v in zip(binds, args, strict=False)}  # missing trailing values: defaults
+        values = {k: (v.value if isinstance(v, Choice) else v) for k, v in values.items()}
+        for field in self.images:
+            if values.get(field) is not None:
+                values[field] = _image(values[field], field)
+        return validate(self.params, values)
+
+    def infotext(self, params: Any, *, is_img2img: bool) -> str:
+        """The value of the infotext entry: ``field: value`` pairs, comma separated."""
+        parts = []
+        for b in self.binds:
+            if not b.infotext or (b.img2img_only and not is_img2img):
+                continue
+            value = getattr(params, b.field)
+            if b.field == "request_id" and not value:
+                continue
+            parts.append(f"{b.field}: {_text(value)}")
+        return ", ".join(parts)
+
+    def parse_infotext(self, text: str) -> dict[str, str]:
+        """Inverse of :meth:`infotext`: field → value text (unknown fields are skipped)."""
+        out = {}
+        for item in text.split(", "):
+            field, sep, value = item.partition(": ")
+            if sep and field in self.fields:
+                out[field] = value
+        return out
+
+    def paste_label(self, field: str) -> str:
+        """The key a pasted infotext's value is spread into (see :meth:`infotext_pasted`)."""
+        return f"{self.key} {field}"
+
+    def infotext_pasted(self, _infotext: str, params: dict) -> None:
+        """``script_callbacks.on_infotext_pasted``: spread the one entry into a key per field."""
+        value = params.get(self.key)
+        if not isinstance(value, str):
+            return
+        for field, text in self.parse_infotext(value).items():
+            is_list = isinstance(self.fields[field].default, list)
+            params[self.paste_label(field)] = text.split("+") if is_list else text
+        params[self.paste_label(self.enable)] = True
+
+    def schema(self) -> dict:
+        """JSON schema of the API arguments."""
+        return self.params.schema()
 
 
-def _image(value: Any):
+def _image(value: Any, field: str):
     """A PIL image from a PIL image, a numpy array, a dict from gradio, or base64 text (API)."""
     from PIL import Image
 
@@ -113,13 +175,13 @@ def _image(value: Any):
         try:
             return Image.open(io.BytesIO(base64.b64decode(text, validate=True)))
         except Exception as e:
-            raise ConfigError("last_frame", value[:32] + "…", "a base64-encoded image") from e
+            raise ConfigError(field, value[:32] + "…", "a base64-encoded image") from e
     try:
         import numpy as np
 
         return Image.fromarray(np.asarray(value))
     except Exception as e:
-        raise ConfigError("last_frame", type(value).__name__, "an image") from e
+        raise ConfigError(field, type(value).__name__, "an image") from e
 
 
 def _text(value: Any) -> str:
@@ -128,45 +190,41 @@ def _text(value: Any) -> str:
     return str(getattr(value, "value", value))
 
 
-def infotext(params: AnimateDiffParams, *, is_img2img: bool) -> str:
-    """The value of the ``AnimateDiff`` infotext entry: ``field: value`` pairs, comma separated."""
-    parts = []
-    for b in BINDINGS:
-        if not b.infotext or (b.img2img_only and not is_img2img):
-            continue
-        value = getattr(params, b.field)
-        if b.field == "request_id" and not value:
-            continue
-        parts.append(f"{b.field}: {_text(value)}")
-    return ", ".join(parts)
+STEPS_BINDS: tuple[Bind, ...] = (
+    Bind("enabled", "Enable steps animation", "checkbox", infotext=False),
+    Bind("duration", "Duration (s)", "slider", ui_max=30, step=0.5),
+    Bind("interpolation", "Interpolation", "dropdown"),
+    Bind("fps", "Frame rate (with interpolation)", "slider", ui_max=60, step=1),
+    Bind("interp_model", "FILM/RIFE weights", "dropdown"),
+    Bind("codec", "Codec", "dropdown"),
+    Bind("skip_steps", "Skip initial steps", "slider", ui_max=100, step=1),
+    Bind("hold", "Hold final image (s)", "slider", ui_max=10, step=0.5),
+    Bind("decode", "Decode", "dropdown"),
+    Bind("resolution", "Resolution", "radio"),
+    Bind("capture", "Capture", "radio"),
+    Bind("hires_pass", "Record the hires fix pass", "checkbox"),
+    Bind("run_incomplete", "Run on incomplete", "checkbox"),
+    Bind("delete_frames", "Delete intermediate frames", "checkbox"),
+    Bind("create_movie", "Create movie", "checkbox"),
+    Bind("frames_folder", "Frames folder", "textbox"),
+    Bind("movie_folder", "Movie folder", "textbox"),
+    Bind("title", "Title", "textbox", infotext=False),
+    Bind("artist", "Artist", "textbox", infotext=False),
+    Bind("animatediff_view", "With AnimateDiff", "radio"),
+)
 
+ANIMATEDIFF = Binding(AnimateDiffParams, "AnimateDiff", ANIMATEDIFF_BINDS, "enable", images=("last_frame",))
+STEPS = Binding(StepsAnimationParams, "Steps animation", STEPS_BINDS, "enabled")
 
-def parse_infotext(text: str) -> dict[str, str]:
-    """Inverse of :func:`infotext`: field → value text (unknown fields are skipped)."""
-    out = {}
-    for item in text.split(", "):
-        field, sep, value = item.partition(": ")
-        if sep and field in FIELDS:
-            out[field] = value
-    return out
-
-
-def paste_label(field: str) -> str:
-    """The key a pasted infotext's AnimateDiff value is spread into (see ``infotext_pasted``)."""
-    return f"{INFOTEXT_KEY} {field}"
-
-
-def infotext_pasted(_infotext: str, params: dict) -> None:
-    """``script_callbacks.on_infotext_pasted``: spread the one entry into a key per field."""
-    value = params.get(INFOTEXT_KEY)
-    if not isinstance(value, str):
-        return
-    fields = parse_infotext(value)
-    for field, text in fields.items():
-        params[paste_label(field)] = text.split("+") if field == "format" else text
-    params[paste_label("enable")] = True
-
-
-def schema() -> dict:
-    """JSON schema of the API arguments (``GET /vidsd/v1/schema``)."""
-    return AnimateDiffParams.schema()
+# AnimateDiff's table under the module-level names the rest of the glue uses
+INFOTEXT_KEY = ANIMATEDIFF.key
+BINDINGS = ANIMATEDIFF.binds
+FIELDS = ANIMATEDIFF.fields
+widget_bindings = ANIMATEDIFF.widget_bindings
+defaults = ANIMATEDIFF.defaults
+parse_args = ANIMATEDIFF.parse_args
+infotext = ANIMATEDIFF.infotext
+parse_infotext = ANIMATEDIFF.parse_infotext
+paste_label = ANIMATEDIFF.paste_label
+infotext_pasted = ANIMATEDIFF.infotext_pasted
+schema = ANIMATEDIFF.schema

@@ -41,18 +41,21 @@ def _decode(field: str, text) -> bytes:
 
 def interpolate_request(body: dict) -> dict:
     """The route's work, without HTTP: validate, interpolate, encode. Raises ``ConfigError``."""
-    from lib_vidsd.interpolate import METHODS, interpolate
+    from lib_vidsd.interpolate import METHODS, interpolate, interpolate_at, retime_positions
     from lib_vidsd.video import probe, read_video, write_video
+
+    from .models import load_vfi
 
     if not isinstance(body, dict):
         raise ConfigError("body", type(body).__name__, "a JSON object")
-    known = {"video", "frames", "method", "factor", "fps", "format", "loop", "source_fps"}
+    known = {"video", "frames", "method", "factor", "fps", "format", "loop", "source_fps", "model", "scene_threshold"}
     unknown = sorted(set(body) - known)
     if unknown:
         raise ConfigError(unknown[0], body[unknown[0]], f"known fields: {', '.join(sorted(known))}")
     method = body.get("method", "flow")
     if method not in METHODS:
         raise ConfigError("method", method, list(METHODS))
+    model = load_vfi(method, str(body.get("model") or ""), field="model")  # a file name of the VFI folder
     fmt = body.get("format", "mp4")
     if fmt not in FORMATS:
         raise ConfigError("format", fmt, list(FORMATS))
@@ -84,10 +87,21 @@ def interpolate_request(body: dict) -> dict:
         factor, out_fps = _factor_and_fps(body, src_fps)
         frames_in = list(read_video(source))
         loop = bool(body.get("loop", False))
-        expected = len(frames_in) * factor if loop else (len(frames_in) - 1) * factor + 1
+        common = {"loop": loop, "scene_threshold": body.get("scene_threshold")}
+        if "fps" in body and body["fps"] is not None:  # retimed: same duration at the requested rate
+            positions = retime_positions(len(frames_in), src_fps, out_fps, loop=loop)
+            expected = len(positions)
+        else:
+            expected = len(frames_in) * factor if loop else (len(frames_in) - 1) * factor + 1
         if expected > MAX_FRAMES_OUT:
-            raise ConfigError("factor", factor, f"at most {MAX_FRAMES_OUT} output frames (this would make {expected})")
-        frames_out = interpolate(frames_in, factor, method=method, loop=loop)
+            field = "fps" if "fps" in body else "factor"
+            raise ConfigError(
+                field, body.get(field), f"at most {MAX_FRAMES_OUT} output frames (this would make {expected})"
+            )
+        if "fps" in body and body["fps"] is not None:
+            frames_out = interpolate_at(frames_in, positions, method, model, **common)
+        else:
+            frames_out = interpolate(frames_in, factor, method, model, **common)
         target = tmp / f"output{FORMATS[fmt]}"
         write_video(frames_out, target, fps=out_fps)
         data = base64.b64encode(target.read_bytes()).decode("ascii")

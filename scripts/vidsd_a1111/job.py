@@ -38,13 +38,16 @@ log = logging.getLogger("vidsd.a1111.animatediff")
 
 
 def check_interp(params: AnimateDiffParams) -> None:
-    """The chosen interpolation method must be available (checked before the job, not after it)."""
+    """The chosen interpolation method must be available, with its weights file for FILM/RIFE
+    (checked before the job, not after it)."""
     from lib_vidsd.errors import ConfigError
     from lib_vidsd.interpolate import METHODS
 
-    method = params.interp.value
-    if method != "Off" and method not in METHODS:
-        raise ConfigError("interp", method, ["Off", *METHODS])
+    if params.interp.value == "Off":
+        return
+    if params.interp.method not in METHODS:
+        raise ConfigError("interp", params.interp.value, ["Off", *METHODS])
+    models.load_vfi(params.interp.method, params.interp_model)
 
 
 def unet_of(p) -> torch.nn.Module:

@@ -68,3 +68,35 @@ def resolve(name: str, *, field: str = "model") -> Path:
     what = "motion LoRAs" if field == "motion_lora" else "motion modules"
     allowed = ", ".join(listing) if listing else f"no {what} found (put them in {where})"
     raise ConfigError(field, name, allowed)
+
+
+# --- frame-interpolation weights (FILM, RIFE) ---------------------------------------------------
+
+VFI_SETTING = "vidsd_vfi_model_path"
+
+
+def vfi_folders() -> list[Path]:
+    """The interpolation models folder set in Settings (default ``models/VFI`` under the WebUI)."""
+    from modules import paths, shared
+
+    configured = shared.opts.data.get(VFI_SETTING) or ""
+    return [Path(configured) if configured.strip() else Path(paths.models_path) / "VFI"]
+
+
+def list_vfi_models() -> list[str]:
+    from lib_vidsd.interpolate.weights import list_weights
+
+    return list(list_weights(vfi_folders()))
+
+
+def load_vfi(method: str, name: str, *, field: str = "interp_model"):
+    """The loaded FILM/RIFE network for ``method`` (``None`` for methods without weights)."""
+    from lib_vidsd.interpolate.weights import NETWORK_METHODS, find_weights, load_network
+
+    if method not in NETWORK_METHODS:
+        return None
+    from modules import devices
+
+    path = find_weights(method, name, vfi_folders(), field=field)
+    device = str(getattr(devices, "device", "cpu"))
+    return load_network(method, path, device=device, half=device.startswith("cuda"))

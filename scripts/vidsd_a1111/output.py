@@ -45,7 +45,10 @@ def finish_frames(params, frames: list) -> list:
     if params.interp.value != "Off" and len(frames) > 1:
         from lib_vidsd.interpolate import interpolate
 
-        frames = interpolate(frames, params.interp_x, method=params.interp.value)
+        from .models import load_vfi
+
+        model = load_vfi(params.interp.method, params.interp_model)
+        frames = interpolate(frames, params.interp_x, method=params.interp.method, model=model)
     return frames
 
 

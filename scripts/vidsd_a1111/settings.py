@@ -21,8 +21,12 @@ def register() -> None:
     # --hide-ui-dir-config
     restricted = getattr(shared, "restricted_opts", None)
     if isinstance(restricted, set):
-        restricted.add("vidsd_animatediff_model_path")
+        restricted.update({"vidsd_animatediff_model_path", "vidsd_vfi_model_path"})
     add("vidsd_animatediff_model_path", opt("", "Motion-module folder (empty: models/AnimateDiff)", section=SECTION))
+    add(
+        "vidsd_vfi_model_path",
+        opt("", "Frame-interpolation weights folder, FILM/RIFE (empty: models/VFI)", section=SECTION),
+    )
     add(
         "vidsd_animatediff_default_formats",
         opt(["GIF", "PNG"], "Default save formats", gr.CheckboxGroup, {"choices": VIDEO_CHOICES}, section=SECTION),

@@ -1,16 +1,20 @@
-"""The AnimateDiff accordion: widgets built from the binding table (labels, bounds, defaults from
-``lib_vidsd.config``). ``ui()`` may be called several times (the API does): no side effects."""
+"""The accordions (AnimateDiff, Steps animation): widgets built from a binding table (labels,
+bounds, defaults from ``lib_vidsd.config``). ``ui()`` may be called several times (the API does):
+no side effects."""
 
 from __future__ import annotations
 
 from . import binding, models
 
+#: elem_id prefix of each accordion's widgets
+PREFIX = {binding.ANIMATEDIFF.key: "vidsd_ad", binding.STEPS.key: "vidsd_sa"}
 
-def widget_spec(b: binding.Bind, is_img2img: bool) -> dict:
+
+def widget_spec(b: binding.Bind, is_img2img: bool, bnd: binding.Binding = binding.ANIMATEDIFF) -> dict:
     """The keyword arguments of one widget (pure data: tests compare it with the config)."""
-    info = binding.FIELDS[b.field]
+    info = bnd.fields[b.field]
     tab = "img2img" if is_img2img else "txt2img"
-    spec = {"label": b.label, "value": info.default, "elem_id": f"vidsd_ad_{tab}_{b.field}"}
+    spec = {"label": b.label, "value": info.default, "elem_id": f"{PREFIX[bnd.key]}_{tab}_{b.field}"}
     if b.widget in ("slider", "number"):
         if info.minimum is not None:
             spec["minimum"] = info.minimum
@@ -23,9 +27,15 @@ def widget_spec(b: binding.Bind, is_img2img: bool) -> dict:
             spec["step"] = 1
     if info.choices and b.widget in ("radio", "dropdown", "checkboxgroup"):
         spec["choices"] = list(info.choices)
+    if b.field == "interp_model":
+        spec["choices"] = ["", *models.list_vfi_models()]
+    if bnd is binding.STEPS:
+        return spec
     if b.field == "format":
         spec["choices"] = [c for c in info.choices if c != "Frame"]
         spec["value"] = _default_formats(info.default)
+    if b.field == "interp_model":
+        spec["choices"] = ["", *models.list_vfi_models()]
     if b.field == "motion_lora":
         spec["choices"] = ["", *models.list_loras()]
     if b.field == "model":
@@ -42,7 +52,7 @@ LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("row", ("video_length", "fps", "loop_number")),
     ("row", ("batch_size",)),
     ("row", ("stride", "overlap", "closed_loop")),
-    ("row", ("fuse", "interp", "interp_x")),
+    ("row", ("fuse", "interp", "interp_x", "interp_model")),
     ("row", ("motion_lora", "motion_lora_strength")),
     ("accordion:FreeInit", ("freeinit_enable", "freeinit_filter", "freeinit_ds", "freeinit_dt", "freeinit_iters")),
     (
@@ -52,12 +62,25 @@ LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 
 
-def titles(tab: str) -> dict[str, str]:
+STEPS_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("row", ("duration", "hold")),
+    ("row", ("interpolation", "fps", "interp_model")),
+    ("row", ("codec", "decode", "resolution")),
+    ("row", ("skip_steps", "capture")),
+    ("row", ("hires_pass", "run_incomplete", "delete_frames", "create_movie")),
+    ("row", ("frames_folder", "movie_folder")),
+    ("row", ("title", "artist")),
+    ("row", ("animatediff_view",)),
+)
+
+
+def titles(tab: str, bnd: binding.Binding = binding.ANIMATEDIFF) -> dict[str, str]:
     """Hover text per elem_id: each field's one-sentence doc from the config."""
-    return {f"vidsd_ad_{tab}_{b.field}": binding.FIELDS[b.field].doc for b in binding.widget_bindings()}
+    prefix = PREFIX[bnd.key]
+    return {f"{prefix}_{tab}_{b.field}": bnd.fields[b.field].doc for b in bnd.widget_bindings()}
 
 
-def build(script, is_img2img: bool) -> list:
+def build(script, is_img2img: bool, bnd: binding.Binding = binding.ANIMATEDIFF) -> list:
     """Create the accordion; returns the components in positional-argument order."""
     import json
 
@@ -65,15 +88,17 @@ def build(script, is_img2img: bool) -> list:
     from modules.ui_components import FormRow, InputAccordion, ToolButton
 
     tab = "img2img" if is_img2img else "txt2img"
-    binds = {b.field: b for b in binding.widget_bindings()}
+    prefix = PREFIX[bnd.key]
+    layout = LAYOUT if bnd is binding.ANIMATEDIFF else STEPS_LAYOUT
+    binds = {b.field: b for b in bnd.widget_bindings()}
     by_field = {}
-    with InputAccordion(False, label="AnimateDiff", elem_id=f"vidsd_ad_{tab}") as enable:
-        by_field["enable"] = enable
-        for kind, fields in LAYOUT:
+    with InputAccordion(False, label=bnd.key, elem_id=f"{prefix}_{tab}") as enable:
+        by_field[bnd.enable] = enable
+        for kind, fields in layout:
             img2img_group = all(binds[f].img2img_only for f in fields)
             if img2img_group and not is_img2img:
                 for f in fields:  # kept (hidden) so the argument slice has the same length in both tabs
-                    by_field[f] = _widget(gr, binds[f], widget_spec(binds[f], is_img2img), visible=False)
+                    by_field[f] = _widget(gr, binds[f], widget_spec(binds[f], is_img2img, bnd), visible=False)
                 continue
             if kind.startswith("accordion:"):
                 container = gr.Accordion(kind.split(":", 1)[1], open=False)
@@ -81,21 +106,22 @@ def build(script, is_img2img: bool) -> list:
                 container = FormRow()
             with container:
                 for f in fields:
-                    by_field[f] = _widget(gr, binds[f], widget_spec(binds[f], is_img2img), visible=True)
-                if fields == ("model",):
+                    by_field[f] = _widget(gr, binds[f], widget_spec(binds[f], is_img2img, bnd), visible=True)
+                if bnd is binding.ANIMATEDIFF and fields == ("model",):
                     refresh = ToolButton(value="\U0001f504", elem_id=f"vidsd_ad_refresh_{tab}")
                     dropdown = by_field["model"]
                     refresh.click(
                         fn=lambda: gr.update(choices=list(models.list_models())), inputs=[], outputs=[dropdown]
                     )
-        gr.HTML(f"<div id='vidsd_titles_{tab}' hidden data-titles='{_attr(json.dumps(titles(tab)))}'></div>")
-    components = [by_field[b.field] for b in binding.widget_bindings()]
+        data = _attr(json.dumps(titles(tab, bnd)))
+        gr.HTML(f"<div id='vidsd_titles_{prefix}_{tab}' hidden data-titles='{data}'></div>")
+    components = [by_field[b.field] for b in bnd.widget_bindings()]
     script.infotext_fields = [
-        (by_field[b.field], binding.paste_label(b.field))
-        for b in binding.widget_bindings()
-        if b.infotext or b.field == "enable"
+        (by_field[b.field], bnd.paste_label(b.field))
+        for b in bnd.widget_bindings()
+        if b.infotext or b.field == bnd.enable
     ]
-    script.paste_field_names = [binding.paste_label(b.field) for b in binding.widget_bindings()]
+    script.paste_field_names = [bnd.paste_label(b.field) for b in bnd.widget_bindings()]
     return components
 
 
@@ -119,6 +145,8 @@ def _widget(gr, b: binding.Bind, spec: dict, visible: bool):
         )
     elif b.widget == "number":
         w = gr.Number(precision=0 if spec.get("step") == 1 else None, **common)
+    elif b.widget == "textbox":
+        w = gr.Textbox(lines=1, **common)
     elif b.widget == "image":
         w = gr.Image(type="pil", source="upload", **{k: v for k, v in common.items() if k != "value"})
     else:

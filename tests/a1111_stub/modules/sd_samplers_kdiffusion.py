@@ -6,7 +6,9 @@ For an eps-prediction model with ``alphas_cumprod`` (1000 steps) the noise level
 to 0 (``log sigma`` interpolated between whole timesteps), then to ``sigma = 0``. The model is
 called as the WebUI calls it: ``apply_model(x / sqrt(sigma^2 + 1), t, cond={"c_crossattn": [...],
 "c_concat": [...]})`` with a fractional ``t`` found back from ``sigma``.
-``state.sampling_steps`` is the number of steps and ``state.sampling_step`` advances after each.
+``state.sampling_steps`` is the number of steps; after each step the sampler calls
+``callback_state`` with k-diffusion's dict (``x``, ``i``, ``sigma``, ``sigma_hat``, ``denoised``),
+which sets ``state.sampling_step`` as the WebUI's ``Sampler.callback_state`` does.
 """
 
 import numpy as np
@@ -46,6 +48,14 @@ class KDiffusionSampler:
         self.model_wrap_cfg = sd_samplers_cfg_denoiser.CFGDenoiser(self)
         self.last_latent = None
         self.p = None
+        self.stop_at = None
+
+    def callback_state(self, d):
+        """The WebUI's per-step callback (``sd_samplers_common.Sampler.callback_state``)."""
+        if self.stop_at is not None and d["i"] > self.stop_at:
+            raise sd_samplers_common.InterruptedException
+        shared.state.sampling_step = d["i"]
+        shared.total_tqdm.update()
 
     def get_sigmas(self, p, steps):
         return self.model_wrap.get_sigmas(steps)
@@ -80,9 +90,8 @@ class KDiffusionSampler:
                 clean = denoiser(
                     x, sigma, uncond=uncond, cond=cond, cond_scale=p.cfg_scale, s_min_uncond=0.0, image_cond=image_cond
                 )
+                self.callback_state({"x": x, "i": i, "sigma": sigmas[i], "sigma_hat": sigmas[i], "denoised": clean})
                 x = clean + (x - clean) * (sigmas[i + 1] / sigmas[i])  # Euler step of dx/dsigma = (x - clean)/sigma
-                state.sampling_step = i
-                shared.total_tqdm.update()
         except sd_samplers_common.InterruptedException:
             return self.last_latent
         return x

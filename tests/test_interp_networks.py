@@ -1,0 +1,102 @@
+"""FILM and RIFE through the suite: the weights folder, the registry, retiming, the CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from lib_vidsd.errors import ConfigError
+from lib_vidsd.interpolate import interpolate, interpolate_at, retime_positions
+from lib_vidsd.interpolate.film import film_frames
+from lib_vidsd.interpolate.rife import rife_frames
+from lib_vidsd.interpolate.weights import DEFAULT_FILES, find_weights, load_network
+from tests.rig.vfi import write_film_archive, write_rife_file
+from tests.test_interpolate import _texture
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def vfi_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("VFI")
+    write_rife_file(folder)
+    write_film_archive(folder)
+    return folder
+
+
+def _clip(n=3, size=64):
+    base = _texture(size, size + 8 * n, seed=1)
+    return [np.ascontiguousarray(base[:, 8 * i : 8 * i + size]) for i in range(n)]
+
+
+def test_find_weights_defaults_names_and_errors(vfi_dir, tmp_path):
+    assert find_weights("rife", "", [vfi_dir]).name == "rife47.pth"
+    assert find_weights("film", "film_net_fp16.pt", [vfi_dir]).name == "film_net_fp16.pt"
+    with pytest.raises(ConfigError) as e:
+        find_weights("rife", "", [tmp_path])
+    assert e.value.field == "interp_model" and str(tmp_path) in str(e.value.allowed)
+    assert all(name in str(e.value.allowed) for name in DEFAULT_FILES["rife"])
+    for bad in ("../rife47.pth", "/etc/passwd", "sub/x.pth"):
+        with pytest.raises(ConfigError, match="not a path"):
+            find_weights("rife", bad, [vfi_dir])
+    with pytest.raises(ConfigError, match="found: film_net_fp16.pt, rife47.pth"):
+        find_weights("rife", "rife426.pth", [vfi_dir])
+
+
+def test_loaded_once_per_file(vfi_dir):
+    a = load_network("rife", vfi_dir / "rife47.pth")
+    assert load_network("rife", vfi_dir / "rife47.pth") is a and a.version == "4.7"
+    film = load_network("film", vfi_dir / "film_net_fp16.pt")
+    assert next(film.parameters()).dtype == torch.float32  # the fp16 archive, as float32 on the CPU
+
+
+@pytest.mark.parametrize("method", ["film", "rife"])
+def test_registry_runs_the_networks(vfi_dir, method):
+    path = find_weights(method, "", [vfi_dir])
+    model = load_network(method, path)
+    frames = _clip()
+    out = interpolate(frames, 4, method, model)
+    assert len(out) == 9 and all(np.array_equal(out[4 * i], f) for i, f in enumerate(frames))
+    direct = (film_frames if method == "film" else rife_frames)(model, frames[0], frames[1], [0.25, 0.5, 0.75])
+    assert all(np.array_equal(x, y) for x, y in zip(out[1:4], direct, strict=True))
+    with pytest.raises(ConfigError, match="model"):
+        interpolate(frames, 2, method)
+
+
+def test_retime_keeps_the_duration(vfi_dir):
+    assert retime_positions(3, 8, 24) == [k / 3 for k in range(7)] + [2.0, 2.0]
+    assert len(retime_positions(10, 30, 24)) == 8
+    model = load_network("rife", vfi_dir / "rife47.pth")
+    frames = _clip()
+    out = interpolate_at(frames, [0, 0.5, 1.25, 2], "rife", model)
+    assert np.array_equal(out[0], frames[0]) and np.array_equal(out[3], frames[2])
+    (half,) = rife_frames(model, frames[0], frames[1], [0.5])
+    assert np.array_equal(out[1], half)
+    with pytest.raises(ConfigError, match="positions"):
+        interpolate_at(frames, [2.5], "blend")
+
+
+def test_cli_interpolates_with_rife_and_names_the_missing_folder(vfi_dir, tmp_path):
+    from lib_vidsd.video import probe, write_video
+
+    src = write_video(_clip(4), tmp_path / "in.mp4", fps=4)
+    out = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-m", "lib_vidsd", "interpolate", str(src), "-o", str(out), "--method", "rife"]
+    done = subprocess.run([*cmd, "-x", "3", "--vfi-dir", str(vfi_dir)], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    info = probe(out)
+    assert info.frame_count == 10 and info.fps == pytest.approx(12)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = subprocess.run([*cmd, "--vfi-dir", str(empty)], capture_output=True, text=True)
+    assert done.returncode != 0 and str(empty) in done.stderr and "rife47.pth" in done.stderr
