@@ -15,6 +15,14 @@ smoothed random texture panned by (3, 2) px per frame, so every gap has the same
     copies of the last frame) from a rawvideo file, the same ``-vf`` string as ``mci.FILTER``,
     rawvideo rgb24 out to /dev/null. Ratio = ours time / plain time. Goal: <= 1.10.
 
+(c) ``film`` / ``rife`` (``--networks``): ``interpolate(frames, 2, method, model)`` (uint8 frames in,
+    tensors made on the model's device, padding, the network, clamp, uint8 back) against calling
+    the bare network on the same frames already as device tensors (``model(x0, x1, 0.5)`` per gap,
+    the FILM frames padded to 64 beforehand as the wrapper does). Full-size networks (FILM: 64
+    filters; RIFE 4.7: real widths) with seeded random weights: the time does not depend on the
+    values. ``--device cuda`` runs them on the GPU (``--half`` in float16). Ratio = ours / bare.
+    Goal: <= 1.10.
+
 Each case runs ``--repeat`` times, alternating ours and the baseline (order swapped every other
 round), after one untimed warm-up of each; medians are compared. Writes JSON (``--json``, default
 bench/results/interp.json) and prints one summary line.
@@ -162,13 +170,113 @@ def bench_mci(clip: list[np.ndarray], repeat: int) -> dict:
     }
 
 
+GOAL_NETWORK = 1.10
+
+
+def _network(method: str, device: str, half: bool):
+    import torch
+
+    torch.manual_seed(0)
+    if method == "film":
+        from lib_vidsd.interpolate.film import FILMNet
+
+        model = FILMNet()
+    else:
+        from lib_vidsd.interpolate.rife import IFNet
+
+        model = IFNet("4.7")
+    model = model.to(device, torch.float16 if half else torch.float32).eval().requires_grad_(False)
+    return model
+
+
+def bench_network(method: str, clip: list[np.ndarray], repeat: int, device: str, half: bool) -> dict:
+    import torch
+    import torch.nn.functional as F
+
+    model = _network(method, device, half)
+    dtype = next(model.parameters()).dtype
+    gaps = len(clip) - 1
+    tensors = [
+        torch.from_numpy(f).to(device).permute(2, 0, 1)[None].to(dtype).div(255) for f in clip
+    ]  # what the wrapper makes from each frame
+    if method == "film":
+        h, w = tensors[0].shape[-2:]
+        ph, pw = -h % 64, -w % 64
+        tensors = [F.pad(t, (pw // 2, pw - pw // 2, ph // 2, ph - ph // 2)) for t in tensors]
+        dt = tensors[0].new_full((1, 1), 0.5)
+
+        def call(a, b):
+            return model(a, b, dt)
+    else:
+        from lib_vidsd.interpolate.rife import default_scale_list
+
+        scales = default_scale_list(model.version)
+
+        def call(a, b):
+            return model(a, b, 0.5, scales)
+
+    def sync() -> None:
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+
+    def ours() -> None:
+        out = interpolate(clip, 2, method, model)
+        if len(out) != 2 * gaps + 1:
+            raise RuntimeError(f"{method} gave {len(out)} frames")
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for a, b in zip(tensors, tensors[1:], strict=False):
+                call(a, b)
+        sync()
+
+    ours_t, bare_t = _alternate(ours, bare, repeat)
+    o, b = statistics.median(ours_t), statistics.median(bare_t)
+    return {
+        "device": device,
+        "dtype": str(dtype),
+        "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "gaps": gaps,
+        "ours_s": o,
+        "bare_s": b,
+        "ratio": o / b,
+        "goal": f"<= {GOAL_NETWORK}",
+        "pass": o / b <= GOAL_NETWORK,
+        "ours_all": ours_t,
+        "bare_all": bare_t,
+    }
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--frames", type=int, default=12)
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "interp.json"))
+    ap.add_argument("--networks", action="store_true", help="also time the FILM and RIFE wrappers")
+    ap.add_argument("--only-networks", action="store_true", help="time only the FILM and RIFE wrappers")
+    ap.add_argument("--network-size", type=int, default=None, help="frame side for the networks (default --size)")
+    ap.add_argument("--network-frames", type=int, default=None, help="frames for the networks (default --frames)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (networks only)")
+    ap.add_argument("--half", action="store_true", help="float16 networks (CUDA)")
     args = ap.parse_args()
+    if args.networks or args.only_networks:
+        net_clip = panned_texture(args.network_frames or args.frames, args.network_size or args.size)
+        nets = {m: bench_network(m, net_clip, args.repeat, args.device, args.half) for m in ("film", "rife")}
+        net_line = "; ".join(
+            f"{m} {r['ours_s']:.3f}s/{r['bare_s']:.3f}s bare, ratio {r['ratio']:.3f} "
+            f"(goal <= {GOAL_NETWORK}) {'PASS' if r['pass'] else 'FAIL'}"
+            for m, r in nets.items()
+        )
+        net_head = f"{len(net_clip)}x{net_clip[0].shape[0]}px on {args.device}{' fp16' if args.half else ''}"
+    if args.only_networks:
+        report = {"benchmark": "interp-networks", "size": net_clip[0].shape[0], "repeat": args.repeat, **nets}
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(report, indent=2))
+        print(f"interp networks bench ({net_head}, x2): {net_line} -> {out}")
+        return 0
     clip = panned_texture(args.frames, args.size)
     flow = bench_flow(clip, args.repeat)
     mci = bench_mci(clip, args.repeat)
@@ -183,6 +291,8 @@ def main() -> int:
         "flow": {**flow, "pass": flow_ok},
         "mci": {**mci, "pass": mci_ok},
     }
+    if args.networks:
+        report["networks"] = nets
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2))
@@ -191,7 +301,9 @@ def main() -> int:
         f"flow {flow['ours_fps']:.2f} fps vs DIS-medium both-ways {flow['dis_both_fps']:.2f} fps, "
         f"ratio {flow['ratio']:.3f} (goal >= {GOAL_FLOW}) {'PASS' if flow_ok else 'FAIL'}; "
         f"mci {mci['ours_s']:.2f}s/{mci['plain_s']:.2f}s plain ffmpeg, "
-        f"ratio {mci['ratio']:.3f} (goal <= {GOAL_MCI}) {'PASS' if mci_ok else 'FAIL'} -> {out}"
+        f"ratio {mci['ratio']:.3f} (goal <= {GOAL_MCI}) {'PASS' if mci_ok else 'FAIL'}"
+        + (f"; networks ({net_head}): {net_line}" if args.networks else "")
+        + f" -> {out}"
     )
     return 0
 

@@ -100,3 +100,34 @@ def test_cli_interpolates_with_rife_and_names_the_missing_folder(vfi_dir, tmp_pa
     empty.mkdir()
     done = subprocess.run([*cmd, "--vfi-dir", str(empty)], capture_output=True, text=True)
     assert done.returncode != 0 and str(empty) in done.stderr and "rife47.pth" in done.stderr
+
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@needs_cuda
+@pytest.mark.parametrize("method", ["film", "rife"])
+def test_cuda_float32_matches_the_fixture_and_float16_stays_close(method, tmp_path):
+    """The tiny fixture case t = 0.5 on 64x64 on the GPU: float32 (TF32 off) within the fixtures'
+    1e-4, float16 (Deforum runs FILM in half precision) within 1e-2 of it."""
+    from safetensors.torch import load_file
+
+    from tests.rig.fixtures import require_fixture
+
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    if method == "film":
+        io = load_file(str(require_fixture("interpolation/tiny/film_tiny.io.safetensors")))
+        x0, x1, want = io["x0_64"], io["x1_64"], io["out_64_dt0p5"]
+        path = write_film_archive(tmp_path, half=False)
+    else:
+        io = load_file(str(require_fixture("interpolation/tiny/rife_tiny.io.safetensors")))
+        x0, x1, want = io["x0_64"], io["x1_64"], io["v4_7.out_64_t0p5"]
+        path = write_rife_file(tmp_path)
+    for half, tol in ((False, 1e-4), (True, 1e-2)):
+        model = load_network(method, path, device="cuda", half=half)
+        dtype = torch.float16 if half else torch.float32
+        a, b = x0.to("cuda", dtype), x1.to("cuda", dtype)
+        with torch.inference_mode():
+            got = model(a, b, a.new_full((1, 1), 0.5)) if method == "film" else model(a, b, 0.5)
+        err = (got.float().cpu() - want).abs().max().item()
+        assert err <= tol, (method, half, err)
