@@ -1,4 +1,4 @@
-"""Command line: ``python -m lib_vidsd {demo,animate,frames,encode,interpolate,probe,formats} …``."""
+"""Command line: ``python -m lib_vidsd {demo,animate,steps,frames,encode,interpolate,probe,formats} …``."""
 
 from __future__ import annotations
 
@@ -227,6 +227,29 @@ def _cmd_animate(args) -> int:
     return 0
 
 
+_STEPS_SKIP = ("enabled", "hires_pass", "animatediff_view")
+
+
+def _cmd_steps(args) -> int:
+    from .config import StepsAnimationParams, validate
+    from .pipelines.animate import load_sd
+    from .pipelines.steps import run_steps_animation
+
+    gen = validate(GenerationParams, _picked(args, describe(GenerationParams)))
+    fields = [f for f in describe(StepsAnimationParams) if f.name not in _STEPS_SKIP]
+    params = validate(StepsAnimationParams, _picked(args, fields), enabled=True)
+    model = _vfi_model(params.interpolation.value, params.interp_model, args.vfi_dir) if params.create_movie else None
+    sd = load_sd(args.model)
+    run, result = run_steps_animation(sd, gen, params, args.output, interp_model=model, progress=TextBar("steps"))
+    if run is None:
+        print("interrupted: the movie shows the steps made so far", file=sys.stderr)
+    if result.movie is not None:
+        print(f"wrote {result.movie} ({result.movie_frames} frames at {result.fps:g} fps from {result.steps} steps)")
+    if result.frames_dir is not None:
+        print(f"frames in {result.frames_dir}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lib_vidsd", description="vidsd: video tools for Stable Diffusion")
     parser.add_argument("--version", action="version", version=f"vidsd {__version__}")
@@ -259,6 +282,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fields(p, describe(GenerationParams))
     _add_fields(p, describe(AnimateDiffParams), skip=_ANIMATE_SKIP, aliases=_ANIMATE_ALIASES)
     p.set_defaults(func=_cmd_animate)
+
+    p = sub.add_parser("steps", help="Steps animation: a movie of the denoising steps of one txt2img generation")
+    p.add_argument("--model", help="diffusers model folder or .safetensors/.ckpt (default: tiny built-in model)")
+    p.add_argument("-o", "--output", default="out/steps", help="save location (default: out/steps)")
+    p.add_argument("--vfi-dir", help="folder of FILM/RIFE weights (default: $VIDSD_VFI_DIR, else models/VFI)")
+    _add_fields(p, describe(GenerationParams))
+    from .config import StepsAnimationParams
+
+    _add_fields(p, describe(StepsAnimationParams), skip=_STEPS_SKIP)
+    p.set_defaults(func=_cmd_steps)
 
     p = sub.add_parser("frames", help="extract the frames of a video (or animation, or folder) as PNG files")
     p.add_argument("source", help="video file, GIF/WEBP/APNG, or folder of images")

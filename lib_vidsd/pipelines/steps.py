@@ -51,14 +51,15 @@ def decoder_for(sd: SDModel, mode: StepsDecode):
 def generate_with_steps(
     sd: SDModel,
     gen: GenerationParams,
-    recorder: StepRecorder,
+    recorder: StepRecorder | None,
     *,
     progress: ProgressSink = null_progress,
     stop: StopToken | None = None,
 ) -> StepsRun:
     """txt2img of one image, every scheduler step recorded (``denoised`` where the scheduler
-    reports its estimate of the clean latent, else the current latent). An interrupt
-    (:class:`~lib_vidsd.errors.Interrupted`) propagates; what was recorded stays in ``recorder``."""
+    reports its estimate of the clean latent, else the current latent; ``recorder=None`` records
+    nothing). An interrupt (:class:`~lib_vidsd.errors.Interrupted`) propagates; what was
+    recorded stays in ``recorder``."""
     seed = gen.seed if gen.seed != -1 else random.randrange(2**32)
     cond = encode_prompts(sd, [gen.prompt, gen.negative_prompt])
     scheduler = make_scheduler(gen.scheduler, sd.scheduler_config, None)
@@ -78,7 +79,8 @@ def generate_with_steps(
                 eps = sd.unet(x, t, encoder_hidden_states=cond[:1]).sample
             out = scheduler.step(eps, t, latents, generator=step_generator)
             latents = out.prev_sample
-            recorder.record(latents, getattr(out, "pred_original_sample", None))
+            if recorder is not None:
+                recorder.record(latents, getattr(out, "pred_original_sample", None))
             progress(i + 1, len(scheduler.timesteps), f"step {i + 1}/{len(scheduler.timesteps)}")
         image = vae_decoder(sd)(latents)[0]
     array = (image * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
