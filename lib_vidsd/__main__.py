@@ -94,7 +94,7 @@ def _cmd_interpolate(args) -> int:
     options = {"scale": args.scale} if args.method == "rife" and args.scale is not None else {}
     reader = read_video(args.source)
     frames = list(reader)
-    common = {"loop": args.loop, "scene_threshold": args.scene_threshold, **options}
+    common = {"loop": args.loop, "scene_threshold": args.scene_threshold, "tile": args.tile, **options}
     if args.fps is not None:
         positions = retime_positions(len(frames), reader.fps, args.fps, loop=args.loop)
         bar = TextBar(f"interpolate to {args.fps:g} fps")
@@ -321,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", help="FILM/RIFE weights file name in --vfi-dir (default: the usual names)")
     p.add_argument("--vfi-dir", help="folder of FILM/RIFE weights (default: $VIDSD_VFI_DIR, else models/VFI)")
     p.add_argument("--scale", type=float, default=None, help="RIFE: scale factor (0.5 for 4K; default 1)")
+    p.add_argument(
+        "--tile", type=int, default=None, metavar="PX", help="work on overlapping squares of PX pixels (bounded memory)"
+    )
     p.add_argument("--loop", action="store_true", help="also fill the gap from the last frame back to the first")
     p.add_argument(
         "--scene-threshold",

@@ -131,3 +131,28 @@ def test_cuda_float32_matches_the_fixture_and_float16_stays_close(method, tmp_pa
             got = model(a, b, a.new_full((1, 1), 0.5)) if method == "film" else model(a, b, 0.5)
         err = (got.float().cpu() - want).abs().max().item()
         assert err <= tol, (method, half, err)
+
+
+def test_tiles_bound_the_frame_and_blend_seamlessly(vfi_dir):
+    from lib_vidsd.interpolate.core import run_tiled
+
+    a = _texture(150, 200, seed=3)
+    b = np.roll(a, 2, axis=1)
+    seen = []
+
+    def spy(x, y, ts):
+        seen.append(x.shape)
+        return [np.round(x * (1 - t) + y * t).astype(np.uint8) for t in ts]
+
+    out = run_tiled(spy, a, b, [0.5], 96, 32)
+    assert max(s[0] for s in seen) <= 96 and max(s[1] for s in seen) <= 96 and len(seen) == 2 * 3
+    whole = spy(a, b, [0.5])[0]
+    assert np.abs(out[0].astype(int) - whole).max() <= 1  # a per-pixel method tiles exactly
+    model = load_network("rife", vfi_dir / "rife47.pth")
+    frames = [a, b]
+    tiled = interpolate(frames, 2, "rife", model, tile=128, tile_overlap=32)
+    (corner,) = rife_frames(model, a[:128, :128].copy(), b[:128, :128].copy(), [0.5])
+    assert tiled[1].shape == a.shape  # tiles start at rows 0, 22 and columns 0, 72: the first alone covers 22x72
+    assert np.abs(tiled[1][:22, :72].astype(int) - corner[:22, :72]).max() <= 1
+    with pytest.raises(ConfigError, match="tile_overlap"):
+        interpolate(frames, 2, "blend", tile=128, tile_overlap=100)

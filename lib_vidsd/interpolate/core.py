@@ -108,6 +108,62 @@ def _get_method(method: str, model: Any, options: dict[str, Any]) -> Method:
     return entry
 
 
+def _tile_starts(size: int, tile: int, overlap: int) -> list[int]:
+    if size <= tile:
+        return [0]
+    starts = list(range(0, size - tile, tile - overlap))
+    return starts + [size - tile]
+
+
+def _ramp(length: int, overlap: int, at_start: bool, at_end: bool) -> np.ndarray:
+    """Blend weights along one side of a tile: rising over ``overlap`` pixels where a neighbour
+    tile overlaps it, flat at the picture's own border."""
+    w = np.ones(length, np.float32)
+    if overlap:
+        ramp = (np.arange(overlap, dtype=np.float32) + 1) / (overlap + 1)
+        if not at_start:
+            w[:overlap] = ramp
+        if not at_end:
+            w[-overlap:] = ramp[::-1]
+    return w
+
+
+def run_tiled(
+    run: Callable[..., list[np.ndarray]], a: np.ndarray, b: np.ndarray, ts: Sequence[float], tile: int, overlap: int
+) -> list[np.ndarray]:
+    """``run(a, b, ts)`` on overlapping ``tile``-pixel squares of the frames, blended back together
+    with linear ramps over the ``overlap`` pixels neighbours share. Memory is bounded by one tile
+    whatever the frame size; motion larger than the overlap near a seam can show (a network sees
+    no further than its tile), so tiles should be as large as memory allows."""
+    h, w = a.shape[:2]
+    acc = [np.zeros((h, w, 3), np.float32) for _ in ts]
+    weight = np.zeros((h, w, 1), np.float32)
+    ys, xs = _tile_starts(h, tile, overlap), _tile_starts(w, tile, overlap)
+    for y in ys:
+        for x in xs:
+            th, tw = min(tile, h), min(tile, w)
+            wy = _ramp(th, overlap, y == 0, y + th >= h)
+            wx = _ramp(tw, overlap, x == 0, x + tw >= w)
+            mask = (wy[:, None] * wx[None, :])[..., None]
+            made = run(
+                np.ascontiguousarray(a[y : y + th, x : x + tw]), np.ascontiguousarray(b[y : y + th, x : x + tw]), ts
+            )
+            for out, piece in zip(acc, made, strict=True):
+                out[y : y + th, x : x + tw] += piece.astype(np.float32) * mask
+            weight[y : y + th, x : x + tw] += mask
+    return [np.clip(np.round(out / weight), 0, 255).astype(np.uint8) for out in acc]
+
+
+def _check_tile(tile: Any, overlap: Any) -> tuple[int, int] | None:
+    if tile is None:
+        return None
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer)) or not 64 <= tile <= 8192:
+        raise ConfigError("tile", tile, "None or a tile side of 64..8192 pixels")
+    if isinstance(overlap, bool) or not isinstance(overlap, (int, np.integer)) or not 0 <= overlap <= tile // 2:
+        raise ConfigError("tile_overlap", overlap, f"0..{tile // 2} pixels (at most half the tile)")
+    return int(tile), int(overlap)
+
+
 def mean_abs_diff(a: np.ndarray, b: np.ndarray) -> float:
     """Mean absolute difference of two ``uint8`` frames, on the 0..255 scale."""
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
@@ -121,6 +177,8 @@ def interpolate(
     *,
     loop: bool = False,
     scene_threshold: float | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 64,
     progress: ProgressSink | None = None,
     stop: StopToken | None = None,
     **options: Any,
@@ -137,8 +195,10 @@ def interpolate(
     ``options`` are passed to it (``flow_algorithm="farneback"``, ``dis_preset="fast"`` for ``"flow"``).
     ``model`` is the loaded network of model-based methods. ``scene_threshold``: a gap whose
     neighbours differ by more than this mean absolute difference (0..255) is a scene cut and is
-    filled with copies of its first frame. ``progress`` is called with (gaps done, gaps total,
-    text); ``stop`` is checked before each gap (:class:`~lib_vidsd.errors.Interrupted`).
+    filled with copies of its first frame. ``tile``: run the method on overlapping squares of this
+    many pixels (``tile_overlap`` shared), for bounded memory on large frames with the networks.
+    ``progress`` is called with (gaps done, gaps total, text); ``stop`` is checked before each gap
+    (:class:`~lib_vidsd.errors.Interrupted`).
 
     Returns a list of ``uint8 (H, W, 3)`` arrays.
     """
@@ -154,6 +214,8 @@ def interpolate(
         model,
         loop=loop,
         scene_threshold=scene_threshold,
+        tile=tile,
+        tile_overlap=tile_overlap,
         progress=progress,
         stop=stop,
         **options,
@@ -183,6 +245,8 @@ def interpolate_at(
     *,
     loop: bool = False,
     scene_threshold: float | None = None,
+    tile: int | None = None,
+    tile_overlap: int = 64,
     progress: ProgressSink | None = None,
     stop: StopToken | None = None,
     **options: Any,
@@ -196,6 +260,7 @@ def interpolate_at(
     closest-to-midpoint order. Other arguments as in :func:`interpolate`.
     """
     threshold = _check_threshold(scene_threshold)
+    tiling = _check_tile(tile, tile_overlap)
     entry = _get_method(method, model, options)
     arrays = _check_frames(frames)
     n = len(arrays)
@@ -221,6 +286,8 @@ def interpolate_at(
         if threshold is not None and mean_abs_diff(a, b) > threshold:
             log.debug("gap %d is a scene cut; repeating its first frame", gap)
             new = [a.copy() for _ in ts]
+        elif tiling is not None:
+            new = run_tiled(lambda x, y, t: entry.run(x, y, t, **options, **extra), a, b, ts, *tiling)
         else:
             new = entry.run(a, b, ts, **options, **extra)
         made.update({(gap, t): frame for t, frame in zip(ts, new, strict=True)})
