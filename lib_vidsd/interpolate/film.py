@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, IncompatibleModelError
+from ..safeload import load_tensor_file
 from .torchscript import is_torchscript_archive, read_torchscript
 
 log = logging.getLogger("vidsd.interpolate.film")
@@ -435,20 +435,7 @@ def read_film_file(path: str | os.PathLike) -> tuple[dict[str, Tensor], bool]:
     if is_torchscript_archive(path):
         archive = read_torchscript(path)
         return dict(archive.tensors), code_ignores_dt(archive.code)
-    if path.suffix.lower() == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu"), False
-        except Exception as e:  # safetensors raises its own SafetensorError for a bad header
-            raise IncompatibleModelError(f"{path.name}: not a readable safetensors file ({e})") from e
-    try:
-        # torch.serialization.load is torch.load; A1111 replaces the torch.load attribute with a checker
-        obj = torch.serialization.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise IncompatibleModelError(f"{path.name}: refused to unpickle it; it holds more than tensors ({e})") from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise IncompatibleModelError(f"{path.name}: not a readable FILM file ({e})") from e
+    obj = load_tensor_file(path, "FILM")
     return _tensors_only(obj, path.name), False
 
 

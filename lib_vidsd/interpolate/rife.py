@@ -40,7 +40,6 @@ import functools
 import logging
 import math
 import os
-import pickle
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, IncompatibleModelError
+from ..safeload import load_tensor_file
 
 log = logging.getLogger("vidsd.interpolate.rife")
 
@@ -552,24 +552,7 @@ def _read_file(path: Path) -> dict[str, Tensor]:
         raise ConfigError("model", path.name, list(FILE_SUFFIXES), hint="a RIFE weight file type")
     if not path.is_file():
         raise ConfigError("model", str(path), "an existing RIFE weight file")
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as e:  # safetensors raises its own SafetensorError for a bad header
-            raise IncompatibleModelError(f"{path.name}: not a readable safetensors file ({e})") from e
-    try:
-        # torch.serialization.load is torch.load itself, named so because A1111 replaces the torch.load
-        # attribute with a checker; weights_only=True rebuilds only tensors and plain containers.
-        obj = torch.serialization.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise IncompatibleModelError(
-            f"{path.name}: refused to unpickle it; it holds more than tensors ({e}). "
-            "Convert it to .safetensors with a tool you trust."
-        ) from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise IncompatibleModelError(f"{path.name}: not a readable PyTorch file ({e})") from e
+    obj = load_tensor_file(path, "PyTorch")
     return _tensors(obj, path.name)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Union
@@ -20,6 +19,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, IncompatibleModelError
+from ..safeload import load_tensor_file
 from .families import MOTION_KEY, TABLE_KEY, canonical_keys, detect_family, get_family
 from .layers import PositionalEncoding
 from .model import MotionModule, build_motion_module
@@ -44,25 +44,9 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, Tensor]:
         raise ConfigError("model", path.name, list(SUFFIXES), hint="a motion-module file type")
     if not path.is_file():
         raise ConfigError("model", str(path), "an existing motion-module file")
-    if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            return load_file(str(path), device="cpu")
-        except Exception as e:  # safetensors raises its own SafetensorError for a bad header
-            raise IncompatibleModelError(f"{path.name}: not a readable safetensors file ({e})") from e
-    try:
-        # torch.serialization.load is torch.load itself; called by this name because A1111 swaps the
-        # torch.load attribute for a checker that refuses files saved by newer torch versions.
-        # weights_only=True is what keeps it safe: only tensors and plain containers are rebuilt.
-        obj = torch.serialization.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        raise IncompatibleModelError(
-            f"{path.name}: refused to unpickle it; it holds more than tensors ({e}). "
-            "Convert it to .safetensors with a tool you trust."
-        ) from e
-    except (RuntimeError, EOFError, OSError) as e:
-        raise IncompatibleModelError(f"{path.name}: not a readable PyTorch checkpoint ({e})") from e
+    obj = load_tensor_file(path, "PyTorch checkpoint")
+    if isinstance(obj, dict) and suffix == ".safetensors":
+        return obj
     return unwrap_state_dict(obj, path.name)
 
 
