@@ -86,7 +86,7 @@ class AnimateDiffScript(scripts.Script):
             return  # the frames still show in the gallery; the animation is written only if asked
         start = processed.index_of_first_image
         frames_all = processed.images[start:]
-        videos, shown = [], []
+        videos, shown, gif_infos = [], [], []
         for k in range(0, len(frames_all) - job.frames + 1, job.frames):
             frames = frames_all[k : k + job.frames]
             seed = processed.all_seeds[k] if k < len(processed.all_seeds) else processed.seed
@@ -98,6 +98,7 @@ class AnimateDiffScript(scripts.Script):
                 processed.comments = f"{processed.comments}\nAnimateDiff: the animation was not saved: {e}".strip()
                 return
             videos += [x for x in paths if x.suffix in (".gif", ".mp4", ".webp", ".webm")]
+            gif_infos += [info for x in paths if x.suffix == ".gif"]
             shown += frames[:1]
         if _run_by_selectable_script(p):
             return  # e.g. X/Y/Z plot builds its grid from the frames; the animations are on disk
@@ -106,7 +107,10 @@ class AnimateDiffScript(scripts.Script):
             processed.images = output.encode_files(videos) + (list(frames_all) if with_frames else [])
         else:
             gifs = [str(x) for x in videos if x.suffix == ".gif"]
-            processed.images = gifs + processed.images if gifs else processed.images
+            if gifs:  # each gallery item needs its infotext (A1111's Save reads infotexts[index])
+                processed.images = gifs + processed.images
+                processed.infotexts = gif_infos + list(processed.infotexts)
+                processed.index_of_first_image += len(gifs)
 
 
 def _run_by_selectable_script(p) -> bool:

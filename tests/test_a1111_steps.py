@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -201,3 +202,79 @@ def test_interpolated_movie_lasts_the_duration_at_the_fps(webui, tmp_path, inter
     (movie,) = _movies(p)
     info = probe(movie)
     assert info.fps == pytest.approx(12) and info.frame_count == 12  # 1 s at 12 fps, first and last step exact
+
+
+def test_frames_only_runs_do_not_reuse_numbers_and_gallery_items_have_infotexts(webui):
+    args = [{"enabled": True, "duration": 1, "decode": "fast", "create_movie": False}]
+    p, _ = _run(webui, args)
+    p2, _ = _run(webui, args)
+    frames = sorted(x.name for x in (Path(p.outpath_samples) / "steps" / "frames").iterdir())
+    assert frames == ["00000-3", "00001-3"]
+    p3, processed = _run(webui, [{"enabled": True, "duration": 1, "decode": "fast", "codec": "gif"}])
+    assert processed.images[-1].endswith("00002-3.gif")  # shown in the gallery
+    assert len(processed.infotexts) == len(processed.images)
+
+
+def test_only_interrupts_and_adaptive_samplers_make_a_run_incomplete(webui):
+    from modules import shared
+
+    from vidsd_a1111 import binding
+    from vidsd_a1111.steps_job import StepsJob
+
+    class Sampler:
+        def __init__(self, funcname):
+            self.funcname = funcname
+
+        def callback_state(self, d):
+            pass
+
+    class P:
+        steps = 8
+
+    params = binding.STEPS.parse_args([{"enabled": True}])
+    for funcname, calls, incomplete in (("sample_dpm_adaptive", 5, True), ("sample_dpm_adaptive", 9, False),
+                                        ("ddim", 7, False), ("sample_dpm_fast", 3, False)):  # fmt: skip
+        job = StepsJob(params, False)
+        p = P()
+        p.sampler = Sampler(funcname)
+        job.before_sampling(p)
+        for i in range(calls):
+            p.sampler.callback_state({"x": torch.zeros(1, 4, 2, 2), "i": i})
+        assert job.recorder.callbacks == calls and job.incomplete() is incomplete, funcname
+    shared.state.interrupted = True
+    try:
+        assert job.incomplete()
+    finally:
+        shared.state.interrupted = False
+
+
+def test_api_checks_use_the_request_steps_and_errors_reach_the_infotext(webui):
+    from vidsd_a1111 import api
+
+    def ask(args, steps=8):
+        body = {"steps": steps, "alwayson_scripts": {"Steps animation": {"args": args}}}
+        return api.check_request(body, model_is_sdxl=False)
+
+    assert ask([{"enabled": True, "skip_steps": 8}])["field"] == "skip_steps"
+    assert ask([{"enabled": True, "duration": 0.01}])["field"] == "duration"
+    assert ask([{"enabled": True, "codec": "gif", "interpolation": "blend", "fps": 100}])["field"] == "fps"
+    assert ask([{"enabled": True, "skip_steps": 7}]) is None
+    _p, processed = _run(webui, [{"enabled": True, "skip_steps": 6}])  # the UI path: no movie, but said why
+    assert "Steps animation error: " in processed.infotexts[0] and "skip_steps" in processed.infotexts[0]
+
+
+def test_api_without_saving_leaves_no_files(webui):
+    from modules import processing, shared
+
+    from tests.rig.a1111 import make_runner
+
+    script = webui["StepsAnimationScript"]()
+    runner, script_args = make_runner([script], args={script: [{"enabled": True, "duration": 1, "codec": "gif"}]})
+    p = processing.StableDiffusionProcessingTxt2Img(sd_model=shared.sd_model, prompt="a", steps=3, width=64, height=64)
+    p.outpath_samples = shared.opts.data["outdir_txt2img_samples"]
+    p.is_api, p.do_not_save_samples, p.scripts, p.script_args = True, True, runner, script_args
+    processed = processing.process_images(p)
+    p.close()
+    assert base64.b64decode(processed.images[-1])[:6] == b"GIF89a"
+    assert not (Path(p.outpath_samples) / "steps").exists()
+    assert "Steps animation movie" not in processed.infotexts[0]

@@ -173,3 +173,22 @@ def test_one_frame_webp_keeps_metadata(tmp_path, lossless):
     with Image.open(path) as img:
         assert img.size == (65, 49)
         img.load()
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Not tempfile's owner-only 0600/0700: other users and web servers read outputs as they read
+    the WebUI's PNGs."""
+    import os
+    import stat
+
+    from lib_vidsd.video import write_video
+    from lib_vidsd.video.writer import DIR_MODE, FILE_MODE
+
+    frames = [np.full((16, 16, 3), v, np.uint8) for v in (0, 128)]
+    gif = write_video(frames, tmp_path / "a.gif", fps=4)
+    folder = write_video(frames, tmp_path / "frames", format="png")
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert FILE_MODE == 0o666 & ~mask and DIR_MODE == 0o777 & ~mask
+    assert stat.S_IMODE(gif.stat().st_mode) == FILE_MODE
+    assert stat.S_IMODE(folder.stat().st_mode) == DIR_MODE

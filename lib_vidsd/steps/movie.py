@@ -194,11 +194,24 @@ def render_steps(
         )
     except BaseException:
         if written_frames and params.delete_frames:
-            shutil.rmtree(frames_dir, ignore_errors=True)
+            _remove_frames(frames_dir, root)
         raise
     if not keep_frames:
-        shutil.rmtree(frames_dir, ignore_errors=True)
+        _remove_frames(frames_dir, root)
     return StepsResult(len(used), movie, frames_dir if keep_frames else None, len(shown), plan.fps)
+
+
+def _remove_frames(frames_dir: Path, root: str | Path) -> None:
+    """Delete the frames, then the folders above them that are left empty (up to ``root``)."""
+    shutil.rmtree(frames_dir, ignore_errors=True)
+    top = Path(root).resolve()
+    folder = frames_dir.parent
+    while folder != top and top in folder.parents:
+        try:
+            folder.rmdir()  # only when empty
+        except OSError:
+            break
+        folder = folder.parent
 
 
 def _title(prompt: str) -> str:

@@ -164,10 +164,24 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     return target
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back: there is no getter)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: files and folders get the permissions a plain ``open`` / ``mkdir`` would give, not the
+#: owner-only ones of ``tempfile``
+FILE_MODE = 0o666 & ~_umask()
+DIR_MODE = 0o777 & ~_umask()
+
+
 def _temp_beside(target: Path, suffix: str = ".part") -> Path:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix, dir=target.parent)
+        os.fchmod(fd, FILE_MODE)
     except OSError as e:
         raise EncodeError(f"cannot write in folder {target.parent}: {e.strerror or e}") from e
     os.close(fd)
@@ -314,6 +328,7 @@ def _write_png_frames(frames, target: Path, opts, progress, stop, frame_texts, t
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent))
+        staging.chmod(DIR_MODE)
     except OSError as e:
         raise EncodeError(f"cannot write in folder {target.parent}: {e.strerror or e}") from e
     try:

@@ -58,7 +58,8 @@ def _check_steps(body: dict, model_is_sdxl: bool | None) -> dict | None:
         if params.enabled:
             from .steps_job import check_params
 
-            check_params(params, is_sdxl=bool(model_is_sdxl))
+            steps = body.get("steps", 20)  # the API's default
+            check_params(params, is_sdxl=bool(model_is_sdxl), steps=steps if isinstance(steps, int) else None)
     except ConfigError as e:
         return _config_answer(e)
     except VidsdError as e:  # e.g. interpolation weights that do not load
@@ -132,8 +133,9 @@ def mount(app) -> None:
     """Register the middleware and the routes on A1111's FastAPI app (``on_app_started``)."""
     from fastapi.responses import JSONResponse
 
-    @app.middleware("http")
-    async def vidsd_check_animatediff(request, call_next):
+    _add_routes(app, JSONResponse)
+
+    async def vidsd_check_arguments(request, call_next):
         if request.method == "POST" and request.url.path in GENERATION_ROUTES:
             raw = await request.body()
 
@@ -150,6 +152,16 @@ def mount(app) -> None:
                 return JSONResponse(status_code=422, content=answer)
         return await call_next(request)
 
+    # Starlette refuses new middleware once a request has built the stack, and a request can
+    # arrive before app_started; dropping the built stack (as A1111's own setup does) lets it
+    # be rebuilt, with this middleware, on the next request.
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    app.middleware_stack = None
+    app.add_middleware(BaseHTTPMiddleware, dispatch=vidsd_check_arguments)
+
+
+def _add_routes(app, JSONResponse) -> None:
     app.add_api_route("/vidsd/v1/version", lambda: {"version": __version__}, methods=["GET"])
     app.add_api_route("/vidsd/v1/schema", binding.schema, methods=["GET"])
     app.add_api_route("/vidsd/v1/schema/steps", binding.STEPS.schema, methods=["GET"])

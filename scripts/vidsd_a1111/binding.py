@@ -33,6 +33,7 @@ class Bind:
     step: float | None = None
     img2img_only: bool = False
     infotext: bool = True
+    txt2img_only: bool = False
 
 
 ANIMATEDIFF_BINDS: tuple[Bind, ...] = (
@@ -202,7 +203,7 @@ STEPS_BINDS: tuple[Bind, ...] = (
     Bind("decode", "Decode", "dropdown"),
     Bind("resolution", "Resolution", "radio"),
     Bind("capture", "Capture", "radio"),
-    Bind("hires_pass", "Record the hires fix pass", "checkbox"),
+    Bind("hires_pass", "Record the hires fix pass", "checkbox", txt2img_only=True),
     Bind("run_incomplete", "Run on incomplete", "checkbox"),
     Bind("delete_frames", "Delete intermediate frames", "checkbox"),
     Bind("create_movie", "Create movie", "checkbox"),

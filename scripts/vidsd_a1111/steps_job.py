@@ -25,6 +25,9 @@ from . import binding, models
 log = logging.getLogger("vidsd.a1111.steps")
 
 MOVIE_KEY = "Steps animation movie"
+ERROR_KEY = "Steps animation error"
+#: k-diffusion samplers whose number of callbacks is set by an error tolerance, not by the steps
+ADAPTIVE_SAMPLERS = ("sample_dpm_adaptive",)
 #: A1111's preview decoders: (approximation index, folders below models_path, file per model kind)
 PREVIEW_DECODERS = {
     StepsDecode.APPROX_NN: (1, ("VAE-approx",), {"sd": "model.pt", "sdxl": "vaeapprox-sdxl.pt"}),
@@ -47,8 +50,18 @@ def preview_decoder_file(mode: StepsDecode, is_sdxl: bool) -> Path | None:
     return None
 
 
-def check_params(params: StepsAnimationParams, *, is_sdxl: bool) -> None:
-    """What can be checked before the generation: decoder files, interpolation weights."""
+def check_params(params: StepsAnimationParams, *, is_sdxl: bool, steps: int | None = None) -> None:
+    """What can be checked before the generation: decoder files, interpolation weights, and with
+    the request's ``steps`` the skipped steps and the movie's frame rate."""
+    from lib_vidsd.steps.movie import movie_plan
+
+    if isinstance(steps, int) and steps > 0:
+        if params.skip_steps >= steps:
+            raise ConfigError("skip_steps", params.skip_steps, f"0..{steps - 1} (fewer than the {steps} steps)")
+        if params.create_movie:
+            movie_plan(steps - params.skip_steps, params)
+    elif params.create_movie and params.interpolation.value != "none":
+        movie_plan(2, params)  # the frame-rate limit of the codec
     if params.decode in PREVIEW_DECODERS and preview_decoder_file(params.decode, is_sdxl) is None:
         _i, subdirs, names = PREVIEW_DECODERS[params.decode]
         name = names["sdxl" if is_sdxl else "sd"]
@@ -65,10 +78,12 @@ class StepsJob:
     is_img2img: bool
     recorder: StepRecorder = field(default_factory=StepRecorder)
     passes_this_batch: int = 0
-    expected: list[int] = field(default_factory=list)  # steps each pass was launched with
-    last_step: list[int] = field(default_factory=list)  # the last callback's step index per pass
+    stopped_early: bool = False  # an adaptive sampler called back fewer times than its steps
     movies: list[Path] = field(default_factory=list)
+    movie_infotexts: list[str] = field(default_factory=list)
     error: str = ""
+    scratch: Any = None  # a temporary save location when the run saves no images (API save_images false)
+    pending_adaptive: tuple[int, int] | None = None  # (callbacks before, steps asked) of an adaptive pass
 
     @classmethod
     def start(cls, p, params: StepsAnimationParams, is_img2img: bool) -> StepsJob:
@@ -81,11 +96,11 @@ class StepsJob:
     def new_batch(self) -> None:
         self.recorder.clear()
         self.passes_this_batch = 0
-        self.expected.clear()
-        self.last_step.clear()
+        self.stopped_early = False
 
     def before_sampling(self, p) -> None:
         """Wrap this pass's sampler callback (the second pass is hires fix's)."""
+        self.after_sampling()
         first = self.passes_this_batch == 0
         self.passes_this_batch += 1
         if not first:
@@ -97,27 +112,33 @@ class StepsJob:
             log.warning("steps animation: this sampler has no per-step callback; nothing is recorded")
             return
         original = sampler.callback_state
-        index = len(self.expected)
-        self.expected.append(0)
-        self.last_step.append(-1)
+        before = self.recorder.callbacks
+        adaptive = getattr(sampler, "funcname", "") in ADAPTIVE_SAMPLERS
+        steps = int(getattr(p, "steps", 0) or 0)
 
         def callback_state(d):
-            from modules import shared
-
             self.recorder.on_callback(d)
-            self.expected[index] = int(getattr(shared.state, "sampling_steps", 0) or 0)
-            self.last_step[index] = int(d.get("i", -1))
             return original(d)
 
         sampler.callback_state = callback_state
+        if adaptive:
+            self.pending_adaptive = (before, steps)
+
+    def after_sampling(self) -> None:
+        """Note whether an adaptive sampler ended before giving as many steps as were asked."""
+        if self.pending_adaptive is not None:
+            before, steps = self.pending_adaptive
+            self.stopped_early |= self.recorder.callbacks - before < steps
+            self.pending_adaptive = None
 
     def incomplete(self) -> bool:
-        """Interrupted, skipped, or a pass whose sampler stopped before its last step."""
+        """Interrupted or skipped, or an adaptive sampler (DPM adaptive) that gave fewer steps than
+        asked. Fixed-step samplers call back their own number of times (DDIM and PLMS one less
+        than the steps, DPM fast once per order group): those runs are complete."""
         from modules import shared
 
-        if shared.state.interrupted or shared.state.skipped:
-            return True
-        return any(0 <= last < want - 1 for last, want in zip(self.last_step, self.expected, strict=True))
+        self.after_sampling()
+        return bool(shared.state.interrupted or shared.state.skipped or self.stopped_early)
 
     def movie_for(self, p, index: int, size: tuple[int, int], animatediff_frames: int = 0) -> Path | None:
         """Write the movie of batch item ``index`` (or of the whole animation, ``animatediff_frames``
@@ -133,12 +154,8 @@ class StepsJob:
             cols, rows = _grid_shape(animatediff_frames)
             size = (size[0] * cols, size[1] * rows)
         seed = p.seeds[index] if index < len(p.seeds) else p.seed
-        root = Path(p.outpath_samples)
-        folder = root / params.movie_folder
-        from modules import images
-
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = f"{images.get_next_sequence_number(str(folder), ''):05}-{seed}"
+        root = self._root(p)
+        stem = f"{_next_number(root, params):05}-{seed}"
         text = _infotext(p, index)
         result = render_steps(
             latents,
@@ -154,7 +171,27 @@ class StepsJob:
         path = result.movie or result.frames_dir
         if result.movie is not None:
             self.movies.append(result.movie)
+            self.movie_infotexts.append(text)
         return path
+
+    def _root(self, p) -> Path:
+        """The save location: the run's image folder, or a temporary one when nothing is saved
+        (the API's ``save_images: false``), removed by :meth:`cleanup`."""
+        if not getattr(p, "do_not_save_samples", False):
+            return Path(p.outpath_samples)
+        if self.scratch is None:
+            import tempfile
+
+            self.scratch = tempfile.TemporaryDirectory(prefix="vidsd-steps-")
+        return Path(self.scratch.name)
+
+    def saves(self, p) -> bool:
+        return not getattr(p, "do_not_save_samples", False)
+
+    def cleanup(self) -> None:
+        if self.scratch is not None:
+            self.scratch.cleanup()
+            self.scratch = None
 
     def _sequence(self, index: int, animatediff_frames: int) -> list[torch.Tensor]:
         if not animatediff_frames:
@@ -179,6 +216,19 @@ class StepsJob:
             return ((images.float() + 1) / 2).clamp(0, 1)
 
         return decode
+
+
+def _next_number(root: Path, params: StepsAnimationParams) -> int:
+    """A1111's next file number, counted over both the movie folder and the frames folder (runs
+    that keep only frames must not reuse a number)."""
+    from modules import images
+
+    numbers = []
+    for sub in (params.movie_folder, params.frames_folder):
+        folder = root / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        numbers.append(images.get_next_sequence_number(str(folder), ""))
+    return max(numbers)
 
 
 def _grid_shape(count: int) -> tuple[int, int]:

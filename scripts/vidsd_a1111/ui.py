@@ -67,7 +67,8 @@ STEPS_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("row", ("interpolation", "fps", "interp_model")),
     ("row", ("codec", "decode", "resolution")),
     ("row", ("skip_steps", "capture")),
-    ("row", ("hires_pass", "run_incomplete", "delete_frames", "create_movie")),
+    ("row", ("run_incomplete", "delete_frames", "create_movie")),
+    ("row", ("hires_pass",)),
     ("row", ("frames_folder", "movie_folder")),
     ("row", ("title", "artist")),
     ("row", ("animatediff_view",)),
@@ -77,7 +78,9 @@ STEPS_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
 def titles(tab: str, bnd: binding.Binding = binding.ANIMATEDIFF) -> dict[str, str]:
     """Hover text per elem_id: each field's one-sentence doc from the config."""
     prefix = PREFIX[bnd.key]
-    return {f"{prefix}_{tab}_{b.field}": bnd.fields[b.field].doc for b in bnd.widget_bindings()}
+    out = {f"{prefix}_{tab}_{b.field}": bnd.fields[b.field].doc for b in bnd.widget_bindings()}
+    out[f"{prefix}_{tab}-checkbox"] = bnd.fields[bnd.enable].doc  # the accordion header's own checkbox
+    return out
 
 
 def build(script, is_img2img: bool, bnd: binding.Binding = binding.ANIMATEDIFF) -> list:
@@ -96,7 +99,8 @@ def build(script, is_img2img: bool, bnd: binding.Binding = binding.ANIMATEDIFF) 
         by_field[bnd.enable] = enable
         for kind, fields in layout:
             img2img_group = all(binds[f].img2img_only for f in fields)
-            if img2img_group and not is_img2img:
+            txt2img_group = all(binds[f].txt2img_only for f in fields)
+            if (img2img_group and not is_img2img) or (txt2img_group and is_img2img):
                 for f in fields:  # kept (hidden) so the argument slice has the same length in both tabs
                     by_field[f] = _widget(gr, binds[f], widget_spec(binds[f], is_img2img, bnd), visible=False)
                 continue
