@@ -107,10 +107,12 @@ class AnimateDiffScript(scripts.Script):
             processed.images = output.encode_files(videos) + (list(frames_all) if with_frames else [])
         else:
             gifs = [str(x) for x in videos if x.suffix == ".gif"]
-            if gifs:  # each gallery item needs its infotext (A1111's Save reads infotexts[index])
-                processed.images = gifs + processed.images
-                processed.infotexts = gif_infos + list(processed.infotexts)
-                processed.index_of_first_image += len(gifs)
+            if gifs:  # after the grid, if any, so "save selected only" treats them as images;
+                # each gallery item needs its infotext (A1111's Save reads infotexts[index])
+                at = processed.index_of_first_image
+                processed.images = [*processed.images[:at], *gifs, *processed.images[at:]]
+                texts = list(processed.infotexts)
+                processed.infotexts = [*texts[:at], *gif_infos, *texts[at:]]
 
 
 def _run_by_selectable_script(p) -> bool:

@@ -79,7 +79,9 @@ def titles(tab: str, bnd: binding.Binding = binding.ANIMATEDIFF) -> dict[str, st
     """Hover text per elem_id: each field's one-sentence doc from the config."""
     prefix = PREFIX[bnd.key]
     out = {f"{prefix}_{tab}_{b.field}": bnd.fields[b.field].doc for b in bnd.widget_bindings()}
-    out[f"{prefix}_{tab}-checkbox"] = bnd.fields[bnd.enable].doc  # the accordion header's own checkbox
+    # the accordion's header checkbox: A1111 hides the real one and shows "-visible-checkbox"
+    for suffix in ("-checkbox", "-visible-checkbox"):
+        out[f"{prefix}_{tab}{suffix}"] = bnd.fields[bnd.enable].doc
     return out
 
 
