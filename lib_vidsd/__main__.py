@@ -1,4 +1,4 @@
-"""Command line: ``python -m lib_vidsd {demo,animate,steps,frames,encode,interpolate,probe,formats} …``."""
+"""Command line: ``python -m lib_vidsd {demo,animate,steps,multiframe,frames,encode,interpolate,probe,formats} …``."""
 
 from __future__ import annotations
 
@@ -250,6 +250,48 @@ def _cmd_steps(args) -> int:
     return 0
 
 
+# API-only inputs and the WebUI's folder naming: the CLI takes paths (SOURCE, --masks, -o) instead;
+# its --format takes a comma list
+_MULTIFRAME_SKIP = ("input_video", "input_frames", "input_dir", "mask_dir", "output_name", "format")
+
+
+def _cmd_multiframe(args) -> int:
+    from .config import MultiFrameParams, validate
+    from .pipelines.animate import load_sd
+    from .pipelines.multiframe import run_multiframe
+
+    gen = validate(GenerationParams, _picked(args, describe(GenerationParams)))
+    fields = [f for f in describe(MultiFrameParams) if f.name not in _MULTIFRAME_SKIP]
+    picked = _picked(args, fields)
+    if args.format is not None:
+        picked["format"] = args.format
+    if args.frame_prompts_file:
+        picked["frame_prompts"] = Path(args.frame_prompts_file).read_text(encoding="utf-8")
+    params = validate(MultiFrameParams, picked)
+    model = _vfi_model(params.interp.value, params.interp_model, args.vfi_dir) if params.format else None
+    sd = load_sd(args.model)
+    try:
+        result = run_multiframe(
+            sd,
+            gen,
+            params,
+            args.source,
+            args.output,
+            mask_dir=args.masks,
+            interp_model=model,
+            progress=TextBar("multiframe"),
+        )
+    except KeyboardInterrupt:
+        print(f"the finished frames are in {args.output}; add --resume to continue", file=sys.stderr)
+        raise
+    resumed = result.frame_count - result.rendered
+    note = f" ({resumed} from an earlier run)" if resumed else ""
+    print(f"wrote {result.frame_count} frames{note} to {result.out_dir}")
+    for video in result.videos:
+        print(f"wrote {video} at {result.fps:g} fps")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lib_vidsd", description="vidsd: video tools for Stable Diffusion")
     parser.add_argument("--version", action="version", version=f"vidsd {__version__}")
@@ -292,6 +334,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_fields(p, describe(StepsAnimationParams), skip=_STEPS_SKIP)
     p.set_defaults(func=_cmd_steps)
+
+    p = sub.add_parser(
+        "multiframe", help="Multi-frame rendering: a video or folder of frames re-rendered frame by frame (img2img)"
+    )
+    p.add_argument("source", help="video file, GIF/WEBP/APNG, or folder of images")
+    p.add_argument("--model", help="diffusers model folder or .safetensors/.ckpt (default: tiny built-in model)")
+    p.add_argument(
+        "-o", "--output", default="out/multiframe", help="folder for the frames and videos (default: out/multiframe)"
+    )
+    p.add_argument("--masks", help="folder of masks (white = redraw), paired by --mask-match")
+    p.add_argument("--frame-prompts-file", help="text file for --frame-prompts (one prompt per line, or keyframes)")
+    p.add_argument("--vfi-dir", help="folder of FILM/RIFE weights (default: $VIDSD_VFI_DIR, else models/VFI)")
+    p.add_argument(
+        "--format", help="comma list of videos to write: gif, mp4, webm, webp, apng; '' for none (default: mp4)"
+    )
+    _add_fields(p, describe(GenerationParams))
+    from .config import MultiFrameParams
+
+    _add_fields(p, describe(MultiFrameParams), skip=_MULTIFRAME_SKIP)
+    p.set_defaults(func=_cmd_multiframe)
 
     p = sub.add_parser("frames", help="extract the frames of a video (or animation, or folder) as PNG files")
     p.add_argument("source", help="video file, GIF/WEBP/APNG, or folder of images")

@@ -573,3 +573,242 @@ class StepsAnimationParams(Params):
 
     _fps = validator("fps", pre=True, allow_reuse=True)(parse_fps)
     _folders = validator("frames_folder", "movie_folder", allow_reuse=True)(_relative_folder)
+
+
+# --- Multi-frame rendering ------------------------------------------------------------------------
+
+MAX_MULTIFRAME_FRAMES = 5000  # frames one job renders (about 3 minutes at 30 fps)
+MAX_UPLOAD_BYTES = 1 << 30  # a base64 video or all base64 frames together, decoded
+MAX_INTERP_X = 16
+
+
+class MultiFrameMode(Choice):
+    """How each frame is tied to the frames before it."""
+
+    FILMSTRIP = "filmstrip"  # an inpainted strip [loopback | current | third cell], the centre cropped out
+    CROSS_FRAME = "cross_frame"  # one frame at a time; self-attention also sees the first and previous frames
+    BOTH = "both"  # the strip, rendered with cross-frame attention
+
+    @property
+    def strip(self) -> bool:
+        return self is not MultiFrameMode.CROSS_FRAME
+
+    @property
+    def cross_frame(self) -> bool:
+        return self is not MultiFrameMode.FILMSTRIP
+
+
+class ThirdFrame(Choice):
+    """The right-hand cell of the strip (the reference script's names)."""
+
+    NONE = "None"  # no third cell: the strip is two frames wide
+    FIRST_GEN = "FirstGen"  # the first output
+    ORIGINAL_IMG = "OriginalImg"  # the current input frame
+    HISTORICAL = "Historical"  # the output two frames back (the first output for frame 1)
+
+
+class LoopbackSource(Choice):
+    """The left-hand cell of the strip."""
+
+    PREVIOUS_FRAME = "PreviousFrame"
+    INPUT_FRAME = "InputFrame"
+    FIRST_GEN = "FirstGen"
+
+
+class SeedMode(Choice):
+    """The seed of frame k from the job's seed s: s; s + k; or drawn from a generator seeded with s
+    (frame 0 always uses s, so a run is reproducible)."""
+
+    FIXED = "fixed"
+    INCREMENT = "increment"
+    RANDOM = "random"
+
+
+class MaskMatch(Choice):
+    """How masks in ``mask_dir`` are paired with frames."""
+
+    NAME = "name"  # same file stem (for video input: the frame number, ``12`` or ``0012``)
+    ORDER = "order"  # the N-th mask in natural order belongs to source frame N
+
+
+class FrameInterpolation(Choice):
+    """Frames made between the rendered ones, by a method of ``lib_vidsd.interpolate``."""
+
+    NONE = "none"
+    BLEND = "blend"
+    MCI = "mci"
+    FLOW = "flow"
+    FILM = "film"
+    RIFE = "rife"
+
+
+class MultiFrameVideo(Choice):
+    """The videos a multi-frame job can write (the frames themselves are always PNG files);
+    values are :class:`VideoFormat` names."""
+
+    GIF = "gif"
+    MP4 = "mp4"
+    WEBM = "webm"
+    WEBP = "webp"
+    APNG = "apng"
+
+
+def _video_formats(value):
+    """A list (or a comma-separated string) of video formats, lower-cased, without repeats."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = [v for v in value.replace(";", ",").split(",") if v.strip()]
+    out = []
+    for item in value:
+        key = str(getattr(item, "value", item)).strip().lower()
+        if key not in MultiFrameVideo.values():
+            raise ValueError(", ".join(MultiFrameVideo.values()) + " (the frames are always saved as PNG)")
+        if key not in out:
+            out.append(key)
+    return out
+
+
+def _base64_size(text: str) -> int:
+    """Decoded bytes of a base64 text (a ``data:…;base64,`` prefix ignored), without decoding it."""
+    return len(text.partition(",")[2] if text.startswith("data:") else text) * 3 // 4
+
+
+def _folder_in_root(value: str) -> str:
+    """A folder named relative to a configured root (resolved and checked against it when used)."""
+    try:
+        return _relative_folder(value)
+    except ValueError:
+        raise ValueError("a folder name inside a configured folder (no '..', no absolute path)") from None
+
+
+def safe_folder_name(value: str, limit: int = 80) -> str:
+    """Letters, digits, ``-``, ``_`` and ``.`` of ``value`` (spaces become ``_``); no dot or ``_`` at
+    either end (no hidden folders, nothing Windows would trim)."""
+    text = "".join(ch if ch != " " else "_" for ch in str(value).strip())
+    text = "".join(ch for ch in text if ch.isascii() and (ch.isalnum() or ch in "-_."))
+    return text.strip("._")[:limit].rstrip("._")
+
+
+class MultiFrameParams(Params):
+    """One Multi-frame rendering job (the img2img script; ``python -m lib_vidsd multiframe``).
+
+    Exactly one input: ``input_video``, ``input_frames`` or ``input_dir`` (the WebUI may pass an
+    uploaded video's path instead; see ``lib_vidsd.multiframe.sources.input_kind``). The frame size,
+    prompt, seed and the later frames' denoising strength are the host's own (A1111's img2img fields).
+    """
+
+    input_video: Optional[str] = Field(
+        None, description="API: the input video (any format ffmpeg reads, or GIF/WEBP/APNG) as base64."
+    )
+    input_frames: Optional[List[str]] = Field(
+        None, description="API: the input frames as base64 images (PNG alpha kept with keep_alpha), in order."
+    )
+    input_dir: str = Field("", description="A folder of input frames: a name inside a configured input folder.")
+    start: int = Field(0, ge=0, le=1_000_000, description="First source frame to use (0-based).")
+    end: Optional[int] = Field(None, ge=1, le=1_000_000, description="Stop before this source frame; all when empty.")
+    every: int = Field(1, ge=1, le=1000, description="Use every N-th source frame (from start).")
+    max_frames: Optional[int] = Field(
+        None, ge=1, le=MAX_MULTIFRAME_FRAMES, description="Render at most this many frames; all selected when empty."
+    )
+    fit: FitMode = Field(
+        FitMode.CROP, description="How frames of another size fit the generation size: crop, resize or pad."
+    )
+    fps: Optional[float] = Field(
+        None,
+        gt=0,
+        le=MAX_FPS,
+        description="Frame rate of the output video; empty: the source's rate divided by every (same duration).",
+    )
+    mode: MultiFrameMode = Field(
+        MultiFrameMode.FILMSTRIP,
+        description="filmstrip: inpaint the frame in a strip beside earlier outputs; cross_frame: attention "
+        "also sees the first and previous frames (no strip); both: the strip with cross-frame attention.",
+    )
+    first_denoise: float = Field(1.0, ge=0, le=1, description="Denoising strength of the first frame.")
+    third_frame: ThirdFrame = Field(
+        ThirdFrame.FIRST_GEN,
+        description="Right cell of the strip: None (strip two frames wide), FirstGen (first output), "
+        "OriginalImg (current input frame) or Historical (the output two frames back).",
+    )
+    loopback_source: LoopbackSource = Field(
+        LoopbackSource.PREVIOUS_FRAME,
+        description="Left cell of the strip: PreviousFrame (previous output), InputFrame or FirstGen.",
+    )
+    color_correction: bool = Field(False, description="Match each output's colours to the first output (LAB).")
+    color_strength: float = Field(1.0, ge=0, le=1, description="How fully colour correction is applied (0-1).")
+    seed_mode: SeedMode = Field(
+        SeedMode.FIXED, description="Seed per frame: fixed (same seed), increment (seed + frame) or random."
+    )
+    frame_prompts: str = Field(
+        "",
+        description="Prompts per frame: one per line (the last one holds), or prompt-travel lines ('0: …', "
+        "'8: …'); empty uses the prompt.",
+    )
+    mask_dir: str = Field("", description="A folder of masks (white = redraw): a name inside a configured folder.")
+    mask_match: MaskMatch = Field(
+        MaskMatch.NAME, description="Pair masks with frames by file name (name) or by position (order)."
+    )
+    keep_alpha: bool = Field(False, description="Give each output the transparency of its input frame.")
+    output_name: str = Field(
+        "", description="Name of the output folder (letters, digits, - _ . kept); empty picks one."
+    )
+    format: List[MultiFrameVideo] = Field(
+        [MultiFrameVideo.MP4], description="Videos to write: gif, mp4, webm, webp, apng (frames are always PNG)."
+    )
+    loop: int = Field(0, ge=0, le=65535, description="How many times GIF/WEBP/APNG play; 0 loops forever.")
+    interp: FrameInterpolation = Field(
+        FrameInterpolation.NONE,
+        description="Frames made between the rendered ones: none, blend, mci, flow, film, rife.",
+    )
+    interp_model: str = Field(
+        "", description="FILM/RIFE weights file in the interpolation models folder; empty picks the default."
+    )
+    interp_x: int = Field(
+        2,
+        ge=2,
+        le=MAX_INTERP_X,
+        description="Interpolation factor: interp_x - 1 new frames per gap; the video's rate rises as much, "
+        "so it keeps its duration.",
+    )
+    resume: bool = Field(False, description="Continue a stopped job in the same output folder from its last frame.")
+
+    _fps = validator("fps", pre=True, allow_reuse=True)(lambda v: None if v in (None, "") else parse_fps(v))
+    _formats = validator("format", pre=True, allow_reuse=True)(_video_formats)
+    _folders = validator("input_dir", "mask_dir", allow_reuse=True)(_folder_in_root)
+
+    @validator("input_video")
+    def _video_size(cls, value):
+        if value is not None and not value.strip():
+            return None
+        if value is not None and _base64_size(value) > MAX_UPLOAD_BYTES:
+            raise ValueError(f"a video of at most {MAX_UPLOAD_BYTES >> 20} MiB")
+        return value
+
+    @validator("input_frames", always=True)
+    def _frames_alone(cls, value, values):
+        if not value:
+            return None
+        if values.get("input_video"):
+            raise ValueError("empty when input_video is given (one input only)")
+        if len(value) > MAX_MULTIFRAME_FRAMES:
+            raise ValueError(f"at most {MAX_MULTIFRAME_FRAMES} images")
+        if sum(_base64_size(v) for v in value) > MAX_UPLOAD_BYTES:
+            raise ValueError(f"images of at most {MAX_UPLOAD_BYTES >> 20} MiB together")
+        return value
+
+    @validator("input_dir")
+    def _dir_alone(cls, value, values):
+        if value and (values.get("input_video") or values.get("input_frames")):
+            raise ValueError("empty when input_video or input_frames is given (one input only)")
+        return value
+
+    @validator("end")
+    def _end_after_start(cls, value, values):
+        if value is not None and value <= values.get("start", 0):
+            raise ValueError("greater than start")
+        return value
+
+    @validator("output_name")
+    def _safe_output_name(cls, value):
+        return safe_folder_name(value)

@@ -46,7 +46,26 @@ def check_request(body: Any, *, model_is_sdxl: bool | None) -> dict | None:
     acceptable (or absent), else the 422 answer: ``{"error", "field", "value", "allowed", "detail"}``."""
     if not isinstance(body, dict):
         return None
-    return _check_animatediff(body, model_is_sdxl) or _check_steps(body, model_is_sdxl)
+    return _check_animatediff(body, model_is_sdxl) or _check_steps(body, model_is_sdxl) or _check_multiframe(body)
+
+
+def _check_multiframe(body: dict) -> dict | None:
+    """``script_name: "Multi-frame rendering"`` with ``script_args: [{...}]`` (or the list form)."""
+    if str(body.get("script_name") or "").lower() != binding.MULTIFRAME.key.lower():
+        return None
+    args = body.get("script_args") or []
+    if not isinstance(args, list):
+        return _config_answer(ConfigError("script_args", type(args).__name__, "a list: [{...}]"))
+    try:
+        from .multiframe_job import check, parse
+
+        params, video_path = parse(args if args and isinstance(args[0], dict) else [None, *args])
+        check(params, video_path)
+    except ConfigError as e:
+        return _config_answer(e)
+    except VidsdError as e:
+        return {"error": type(e).__name__, "field": "interp_model", "detail": str(e)}
+    return None
 
 
 def _check_steps(body: dict, model_is_sdxl: bool | None) -> dict | None:

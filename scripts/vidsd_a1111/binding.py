@@ -16,6 +16,7 @@ from lib_vidsd.config import (
     AnimateDiffParams,
     Choice,
     FieldInfo,
+    MultiFrameParams,
     Params,
     StepsAnimationParams,
     describe,
@@ -76,12 +77,17 @@ class Binding:
     """The A1111 face of one parameter model: widgets, positional/dict arguments, infotext, schema.
 
     ``key`` is the infotext entry (``AnimateDiff: model: …, fps: 8``) and the script title;
-    ``enable`` the field of the accordion's header checkbox; ``images`` the fields that take an
-    image (PIL, numpy, gradio dict or base64 text).
+    ``enable`` the field of the accordion's header checkbox (``None`` for a selectable script);
+    ``images`` the fields that take an image (PIL, numpy, gradio dict or base64 text).
     """
 
     def __init__(
-        self, params: Type[Params], key: str, binds: tuple[Bind, ...], enable: str, images: tuple[str, ...] = ()
+        self,
+        params: Type[Params],
+        key: str,
+        binds: tuple[Bind, ...],
+        enable: str | None,
+        images: tuple[str, ...] = (),
     ):
         self.params, self.key, self.binds, self.enable, self.images = params, key, binds, enable, images
         self.fields: dict[str, FieldInfo] = {f.name: f for f in describe(params)}
@@ -156,7 +162,8 @@ class Binding:
         for field, text in self.parse_infotext(value).items():
             is_list = isinstance(self.fields[field].default, list)
             params[self.paste_label(field)] = text.split("+") if is_list else text
-        params[self.paste_label(self.enable)] = True
+        if self.enable is not None:
+            params[self.paste_label(self.enable)] = True
 
     def schema(self) -> dict:
         """JSON schema of the API arguments."""
@@ -214,8 +221,40 @@ STEPS_BINDS: tuple[Bind, ...] = (
     Bind("animatediff_view", "With AnimateDiff", "radio"),
 )
 
+MULTIFRAME_BINDS: tuple[Bind, ...] = (
+    Bind("mode", "Mode", "radio"),
+    Bind("first_denoise", "First frame denoising strength", "slider", step=0.01),
+    Bind("third_frame", "Third frame image", "dropdown"),
+    Bind("loopback_source", "Loopback source", "dropdown"),
+    Bind("color_correction", "Colour correction (to the first output)", "checkbox"),
+    Bind("color_strength", "Colour correction strength", "slider", step=0.05),
+    Bind("seed_mode", "Seed per frame", "radio"),
+    Bind("frame_prompts", "Per-frame prompts (a line per frame, or 'N: prompt' keyframes)", "textarea"),
+    Bind("input_dir", "Input folder (a name inside an allowed folder)", "textbox"),
+    Bind("start", "First frame", "number"),
+    Bind("end", "Stop before frame (empty: to the end)", "number"),
+    Bind("every", "Every N-th frame", "number"),
+    Bind("max_frames", "Max frames (empty: all)", "number"),
+    Bind("fit", "Fit to the generation size", "radio"),
+    Bind("fps", "FPS (empty: the source's)", "number"),
+    Bind("mask_dir", "Mask folder (a name inside an allowed folder)", "textbox"),
+    Bind("mask_match", "Match masks by", "radio"),
+    Bind("keep_alpha", "Keep the input's transparency", "checkbox"),
+    Bind("output_name", "Output folder name", "textbox"),
+    Bind("resume", "Resume into that folder", "checkbox"),
+    Bind("format", "Video formats", "checkboxgroup"),
+    Bind("loop", "Loop (GIF/WEBP/APNG; 0 = forever)", "number"),
+    Bind("interp", "Frame interpolation", "dropdown"),
+    Bind("interp_x", "Interpolation factor", "number"),
+    Bind("interp_model", "FILM/RIFE weights", "dropdown"),
+    # API only: the input as base64 (the UI uploads a file instead)
+    Bind("input_video", "Input video (base64)", "", infotext=False),
+    Bind("input_frames", "Input frames (base64)", "", infotext=False),
+)
+
 ANIMATEDIFF = Binding(AnimateDiffParams, "AnimateDiff", ANIMATEDIFF_BINDS, "enable", images=("last_frame",))
 STEPS = Binding(StepsAnimationParams, "Steps animation", STEPS_BINDS, "enabled")
+MULTIFRAME = Binding(MultiFrameParams, "Multi-frame rendering", MULTIFRAME_BINDS, None)
 
 # AnimateDiff's table under the module-level names the rest of the glue uses
 INFOTEXT_KEY = ANIMATEDIFF.key

@@ -21,11 +21,21 @@ def register() -> None:
     # --hide-ui-dir-config
     restricted = getattr(shared, "restricted_opts", None)
     if isinstance(restricted, set):
-        restricted.update({"vidsd_animatediff_model_path", "vidsd_vfi_model_path"})
+        restricted.update({"vidsd_animatediff_model_path", "vidsd_vfi_model_path", "vidsd_input_roots"})
     add("vidsd_animatediff_model_path", opt("", "Motion-module folder (empty: models/AnimateDiff)", section=SECTION))
     add(
         "vidsd_vfi_model_path",
         opt("", "Frame-interpolation weights folder, FILM/RIFE (empty: models/VFI)", section=SECTION),
+    )
+    add(
+        "vidsd_input_roots",
+        opt(
+            "",
+            "Multi-frame rendering: folders whose subfolders may be named as input or mask folders (one per line)",
+            gr.Textbox,
+            {"lines": 3},
+            section=SECTION,
+        ),
     )
     add(
         "vidsd_animatediff_default_formats",

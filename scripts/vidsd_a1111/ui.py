@@ -7,7 +7,7 @@ from __future__ import annotations
 from . import binding, models
 
 #: elem_id prefix of each accordion's widgets
-PREFIX = {binding.ANIMATEDIFF.key: "vidsd_ad", binding.STEPS.key: "vidsd_sa"}
+PREFIX = {binding.ANIMATEDIFF.key: "vidsd_ad", binding.STEPS.key: "vidsd_sa", binding.MULTIFRAME.key: "vidsd_mf"}
 
 
 def widget_spec(b: binding.Bind, is_img2img: bool, bnd: binding.Binding = binding.ANIMATEDIFF) -> dict:
@@ -29,7 +29,7 @@ def widget_spec(b: binding.Bind, is_img2img: bool, bnd: binding.Binding = bindin
         spec["choices"] = list(info.choices)
     if b.field == "interp_model":
         spec["choices"] = ["", *models.list_vfi_models()]
-    if bnd is binding.STEPS:
+    if bnd is not binding.ANIMATEDIFF:
         return spec
     if b.field == "format":
         spec["choices"] = [c for c in info.choices if c != "Frame"]
@@ -79,6 +79,8 @@ def titles(tab: str, bnd: binding.Binding = binding.ANIMATEDIFF) -> dict[str, st
     """Hover text per elem_id: each field's one-sentence doc from the config."""
     prefix = PREFIX[bnd.key]
     out = {f"{prefix}_{tab}_{b.field}": bnd.fields[b.field].doc for b in bnd.widget_bindings()}
+    if bnd.enable is None:
+        return out
     # the accordion's header checkbox: A1111 hides the real one and shows "-visible-checkbox"
     for suffix in ("-checkbox", "-visible-checkbox"):
         out[f"{prefix}_{tab}{suffix}"] = bnd.fields[bnd.enable].doc
@@ -131,6 +133,49 @@ def build(script, is_img2img: bool, bnd: binding.Binding = binding.ANIMATEDIFF) 
     return components
 
 
+MULTIFRAME_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("row", ("mode", "first_denoise")),
+    ("row", ("third_frame", "loopback_source", "seed_mode")),
+    ("row", ("color_correction", "color_strength")),
+    ("row", ("frame_prompts",)),
+    ("accordion:Input frames", ("input_dir", "start", "end", "every", "max_frames", "fit", "fps")),
+    ("accordion:Masks and transparency", ("mask_dir", "mask_match", "keep_alpha")),
+    ("accordion:Output", ("output_name", "resume", "format", "loop", "interp", "interp_x", "interp_model")),
+)
+CONTROLNET_NOTE = (
+    "Filmstrip mode works alone; with sd-webui-controlnet installed, units without an image of their own follow "
+    "the whole strip, which keeps frames closer to their input."
+)
+
+
+def build_plain(script, is_img2img: bool, bnd: binding.Binding = binding.MULTIFRAME) -> list:
+    """The widgets of a selectable script (no accordion, no enable box): an upload first, then the
+    binding's fields; returns the components in positional-argument order."""
+    import json
+
+    import gradio as gr
+    from modules.ui_components import FormRow
+
+    tab = "img2img" if is_img2img else "txt2img"
+    prefix = PREFIX[bnd.key]
+    binds = {b.field: b for b in bnd.widget_bindings()}
+    by_field = {}
+    upload = gr.File(label="Input video (or use an input folder below)", elem_id=f"{prefix}_{tab}_upload")
+    gr.HTML(f"<p class='vidsd-note'>{_attr(CONTROLNET_NOTE)}</p>")
+    for kind, fields in MULTIFRAME_LAYOUT:
+        container = gr.Accordion(kind.split(":", 1)[1], open=False) if kind.startswith("accordion:") else FormRow()
+        with container:
+            for f in fields:
+                by_field[f] = _widget(gr, binds[f], widget_spec(binds[f], is_img2img, bnd), visible=True)
+    data = _attr(json.dumps(titles(tab, bnd)))
+    gr.HTML(f"<div id='vidsd_titles_{prefix}_{tab}' hidden data-titles='{data}'></div>")
+    components = [by_field[b.field] for b in bnd.widget_bindings()]
+    script.infotext_fields = [
+        (by_field[b.field], bnd.paste_label(b.field)) for b in bnd.widget_bindings() if b.infotext
+    ]
+    return [upload, *components]
+
+
 def _attr(text: str) -> str:
     return text.replace("&", "&amp;").replace("'", "&#39;").replace("<", "&lt;")
 
@@ -153,6 +198,8 @@ def _widget(gr, b: binding.Bind, spec: dict, visible: bool):
         w = gr.Number(precision=0 if spec.get("step") == 1 else None, **common)
     elif b.widget == "textbox":
         w = gr.Textbox(lines=1, **common)
+    elif b.widget == "textarea":
+        w = gr.Textbox(lines=3, **common)
     elif b.widget == "image":
         w = gr.Image(type="pil", source="upload", **{k: v for k, v in common.items() if k != "value"})
     else:

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 from modules import images, infotext_utils, scripts, sd_samplers, shared
-from PIL import Image
+from PIL import Image, ImageOps
 
 opt_C = 4  # latent channels
 opt_f = 8  # latent downscale factor
@@ -382,7 +382,11 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
                 array = (pixels.movedim(0, -1).numpy() * 255).astype(np.uint8)
                 pp = scripts.PostprocessImageArgs(Image.fromarray(array))
                 _hook(p, "postprocess_image", pp)
-                _hook(p, "postprocess_maskoverlay", scripts.PostProcessMaskOverlayArgs(i, None, None))
+                overlays = getattr(p, "overlay_images", None)
+                overlay = overlays[i] if overlays and i < len(overlays) else None
+                _hook(p, "postprocess_maskoverlay", scripts.PostProcessMaskOverlayArgs(i, None, overlay))
+                if overlay is not None:  # apply_overlay: the kept area of the init image over the result
+                    pp.image = Image.alpha_composite(pp.image.convert("RGBA"), overlay).convert("RGB")
                 _hook(p, "postprocess_image_after_composite", pp)
                 text = create_infotext(
                     p, p.prompts, p.seeds, p.subseeds, index=i, all_negative_prompts=p.negative_prompts
@@ -467,8 +471,12 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
     def init(self, all_prompts, all_seeds, all_subseeds):
         """Encode ``init_images``. One image serves the whole batch; several (at most ``batch_size``)
         make the batch, ``batch_size`` shrinking to their number; more is an error."""
-        if self.image_mask is not None:
-            raise NotImplementedError("a1111 stub: no inpainting")
+        mask = None
+        if self.image_mask is not None:  # whole-picture inpainting ("original" fill, no blur)
+            mask = self.image_mask.convert("L").resize((self.width, self.height), Image.LANCZOS)
+            if self.mask_round:
+                mask = mask.point(lambda v: 255 if v > 127 else 0)
+            self.mask_for_overlay = mask
         self.extra_generation_params["Denoising strength"] = self.denoising_strength
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
         size = (self.width, self.height)
@@ -483,6 +491,17 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
         model = self.sd_model
         self.init_latent = model.get_first_stage_encoding(model.encode_first_stage(pixels))
         self.image_conditioning = self.img2img_image_conditioning(pixels, self.init_latent)
+        if mask is not None:
+            # the overlay: the init image where the mask keeps it, composited over each result
+            self.overlay_images = []
+            for img in pictures:
+                masked = Image.new("RGBa", img.size)
+                masked.paste(img.convert("RGBA").convert("RGBa"), mask=ImageOps.invert(mask))
+                self.overlay_images.append(masked.convert("RGBA"))
+            latent_size = (self.init_latent.shape[3], self.init_latent.shape[2])
+            redraw = np.around(np.asarray(mask.resize(latent_size), dtype=np.float32) / 255)
+            self.nmask = torch.from_numpy(redraw)[None, None].to(self.init_latent)
+            self.mask = 1 - self.nmask
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         noise = self._noise()
@@ -491,6 +510,9 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
             noise = noise * self.initial_noise_multiplier
         c, uc = conditioning, unconditional_conditioning
         _hook(self, "process_before_every_sampling", x=self.init_latent, noise=noise, c=c, uc=uc)
-        return self.sampler.sample_img2img(
+        samples = self.sampler.sample_img2img(
             self, self.init_latent, noise, c, uc, image_conditioning=self.image_conditioning
         )
+        if self.mask is not None:  # the kept area comes back from the init latent
+            samples = samples * self.nmask + self.init_latent * self.mask
+        return samples

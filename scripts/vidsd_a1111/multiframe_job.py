@@ -1,0 +1,167 @@
+"""Multi-frame rendering in the WebUI: the img2img script's run, one ``process_images`` per frame.
+
+The frame loop, strips, masks, colour match, resume and the videos are ``lib_vidsd.multiframe``'s;
+this file supplies the renderer (A1111's img2img with the strip as init image and the centre
+cell as inpaint mask, as the WebUI's own loopback script reuses ``p``), cross-frame attention on
+the loaded UNet (restored in a ``finally``), progress and interrupt through ``shared.state``, and
+the folders: input folders only inside the allowed roots, outputs below the img2img outputs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import logging
+from pathlib import Path
+
+from PIL import Image
+
+from lib_vidsd.config import MultiFrameParams
+from lib_vidsd.multiframe import MultiFrameJob, MultiFrameResult, RenderRequest, job_folder, multiframe_infotext
+from lib_vidsd.multiframe.sources import open_masks, open_source
+
+from . import binding, models
+
+log = logging.getLogger("vidsd.a1111.multiframe")
+
+ROOTS_SETTING = "vidsd_input_roots"
+FRAMES_KEY = "Multi-frame frames"
+
+
+def input_roots() -> list[Path]:
+    """The folders ``input_dir`` and ``mask_dir`` may name something inside (Settings; one per line)."""
+    from modules import shared
+
+    text = str(shared.opts.data.get(ROOTS_SETTING) or "")
+    return [Path(line.strip()) for line in text.splitlines() if line.strip()]
+
+
+def check(params: MultiFrameParams, video_path: str | None = None) -> None:
+    """What the API can refuse before anything runs: one input, folders inside the roots, weights."""
+    from lib_vidsd.multiframe.sources import input_kind, resolve_in_roots
+
+    kind = input_kind(params, video_path)
+    if kind == "input_dir":
+        resolve_in_roots(params.input_dir, input_roots(), field="input_dir")
+    if params.mask_dir:
+        resolve_in_roots(params.mask_dir, input_roots(), field="mask_dir")
+    if params.format:
+        models.load_vfi(params.interp.value, params.interp_model)
+
+
+def parse(args) -> tuple[MultiFrameParams, str | None]:
+    """The script's arguments → (params, uploaded video path). API: ``script_args: [{...}]``;
+    UI: (upload, *widgets in binding order)."""
+    if args and isinstance(args[0], dict):
+        return binding.MULTIFRAME.parse_args([args[0]]), None
+    upload, *values = args if args else (None,)
+    path = getattr(upload, "name", upload) if upload else None
+    return binding.MULTIFRAME.parse_args(values), (str(path) if path else None)
+
+
+class _State:
+    """``shared.state`` as the core's stop token."""
+
+    def stop_requested(self) -> bool:
+        from modules import shared
+
+        return bool(shared.state.interrupted)
+
+    def skip_requested(self) -> bool:
+        from modules import shared
+
+        return bool(shared.state.skipped)
+
+
+class Renderer:
+    """One img2img ``process_images`` per request on the job's own ``p``."""
+
+    def __init__(self, p, cross_frame: bool):
+        self.p = p
+        self.attention = None
+        if cross_frame:
+            from modules import shared
+
+            from lib_vidsd.attention import CrossFrameAttention
+
+            self.attention = CrossFrameAttention(shared.sd_model.model.diffusion_model)
+        self.last_info = ""
+
+    def __call__(self, req: RenderRequest) -> Image.Image:
+        from modules import processing, shared
+
+        p = self.p
+        p.init_images = [req.image]
+        p.image_mask = req.mask
+        if req.mask is None:  # A1111 keeps a previous run's latent mask and overlay on a reused p
+            p.mask = p.overlay_images = None
+        p.width, p.height = req.width, req.height
+        p.denoising_strength = req.denoising_strength
+        p.prompt, p.seed = req.prompt, req.seed
+        p.n_iter, p.batch_size = 1, 1
+        p.do_not_save_samples = p.do_not_save_grid = True  # the job saves the cropped frame
+        p.inpainting_fill, p.inpaint_full_res, p.mask_blur = 1, False, 0  # "original" fill, whole strip
+        shared.state.job = f"frame {req.index + 1}" + (" (rebuilding references)" if req.replay else "")
+        attention = self.attention if req.cross_frame else None
+        if attention is not None:
+            if req.first:
+                attention.reset()
+            attention.begin_frame(req.index)
+        processed = processing.process_images(p)
+        if attention is not None:
+            attention.end_frame()
+        self.last_info = processed.infotexts[0] if processed.infotexts else processed.info
+        return processed.images[0]
+
+    def close(self) -> None:
+        if self.attention is not None:
+            self.attention.restore()
+            self.attention = None
+
+
+def run(p, params: MultiFrameParams, video_path: str | None):
+    """The whole job; returns A1111's ``Processed`` (the frames for the UI; the videos for the API)."""
+    from modules import processing, shared
+
+    processing.fix_seed(p)
+    size = (p.width, p.height)
+    roots = input_roots()
+    source = open_source(params, size=size, roots=roots, video_path=video_path)
+    masks = open_masks(params, size=size, roots=roots)
+    name = params.output_name or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")  # already made safe
+    out_dir = job_folder(Path(p.outpath_samples) / "multiframe", name, resume=params.resume)
+    interp_model = models.load_vfi(params.interp.value, params.interp_model) if params.format else None
+    setting_text = multiframe_infotext(params)
+    p.extra_generation_params[binding.MULTIFRAME.key] = setting_text
+    base = {"prompt": p.prompt, "seed": int(p.seed), "denoise": float(p.denoising_strength)}
+    shared.state.job_count = source.count + (2 if params.mode.cross_frame and params.resume else 0)
+    renderer = Renderer(p, params.mode.cross_frame)
+
+    def infotext(_req: RenderRequest) -> str:
+        return renderer.last_info
+
+    try:
+        with source:
+            job = MultiFrameJob(
+                params, renderer, source=source, out_dir=out_dir, masks=masks, infotext=infotext,
+                interp_model=interp_model, stop=_State(), **base,
+            )  # fmt: skip
+            result = job.run()
+    finally:
+        renderer.close()
+    return _processed(p, result)
+
+
+def _processed(p, result: MultiFrameResult):
+    from modules import processing
+
+    from .output import encode_files
+
+    p.extra_generation_params[FRAMES_KEY] = result.frame_count
+    info = f"{p.prompt}\n{FRAMES_KEY}: {result.frame_count}, folder: {result.out_dir.name}"
+    if getattr(p, "is_api", False):
+        images = encode_files(result.videos)
+    else:
+        images = [str(path) for path in result.frames]
+        images = [str(v) for v in result.videos if v.suffix in (".gif", ".webp")] + images
+    proc = processing.Processed(p, images, seed=p.seed, info=info, infotexts=[info] * len(images))
+    return proc

@@ -1,0 +1,160 @@
+"""Multi-frame rendering through the A1111 contract stub: the selectable img2img script, API forms,
+strip inpainting, cross-frame attention restored, roots, errors."""
+
+from __future__ import annotations
+
+import base64
+import io
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def webui(a1111, tmp_path):
+    from modules import scripts
+
+    from tests.rig.a1111 import install_extension
+
+    install_extension(ROOT)
+    scripts.load_scripts()
+    cls = next(s.script_class for s in scripts.scripts_data if s.script_class.__name__ == "MultiFrameScript")
+    yield cls
+    sys.modules.pop("vidsd_a1111.multiframe_job", None)
+
+
+def _clip(n=4, size=64):
+    from tests.test_interpolate import _texture
+
+    base = _texture(size, size + 6 * n, seed=2)
+    return [np.ascontiguousarray(base[:, 6 * i : 6 * i + size]) for i in range(n)]
+
+
+def _b64_png(array):
+    buf = io.BytesIO()
+    Image.fromarray(array).save(buf, format="PNG")
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def _run(cls, args, **fields):
+    from tests.rig.a1111 import make_runner, run_img2img
+
+    script = cls()
+    runner, script_args = make_runner([script], is_img2img=True, args={script: args}, selected=script)
+    init = Image.new("RGB", (64, 64), (128, 128, 128))
+    fields = {"prompt": "a cat", "steps": 2, "width": 64, "height": 64, "seed": 5, "cfg_scale": 5,
+              "denoising_strength": 0.5, "init_images": [init], **fields}  # fmt: skip
+    return run_img2img(runner, script_args, **fields)
+
+
+def test_api_frames_give_a_video_of_as_many_frames(webui):
+    from modules import shared
+
+    from lib_vidsd.patching import is_patched
+    from lib_vidsd.video import probe
+
+    frames = [_b64_png(f) for f in _clip(6)]
+    args = [{"input_frames": frames, "mode": "both", "format": ["mp4", "gif"], "fps": 6, "output_name": "run 1/.."}]
+    p, processed = _run(webui, args)
+    out = Path(p.outpath_samples) / "multiframe" / "run_1"
+    assert sorted(x.name for x in out.glob("*.png")) == [f"{i:05d}.png" for i in range(6)]
+    assert probe(out / "run_1.mp4").frame_count == 6 and probe(out / "run_1.gif").frame_count == 6
+    assert "Multi-frame frames: 6" in processed.info
+    png = Image.open(out / "00003.png")
+    assert png.size == (64, 64) and "Multi-frame rendering" in png.text["parameters"]
+    assert not is_patched(shared.sd_model.model.diffusion_model)  # cross-frame attention restored
+
+
+def test_filmstrip_keeps_the_side_cells_and_crops_the_centre(webui, monkeypatch):
+    from modules import processing
+
+    seen = []
+    original = processing.process_images
+
+    def spy(p):
+        seen.append((p.width, p.height, p.image_mask is not None, p.init_images[0].copy()))
+        return original(p)
+
+    monkeypatch.setattr(processing, "process_images", spy)
+    clip = _clip(3)
+    args = [{"input_frames": [_b64_png(f) for f in clip], "mode": "filmstrip", "third_frame": "OriginalImg",
+             "format": []}]  # fmt: skip
+    p, _ = _run(webui, args)
+    assert [(w, h, m) for w, h, m, _ in seen] == [(64, 64, False), (192, 64, True), (192, 64, True)]
+    strip = np.asarray(seen[1][3])
+    assert np.array_equal(strip[:, 64:128], clip[1]) and np.array_equal(strip[:, 128:], clip[1])
+    out = Path(p.outpath_samples) / "multiframe"
+    first = np.asarray(Image.open(next(out.rglob("00000.png"))))
+    assert np.array_equal(strip[:, :64], first)  # the left cell is the previous output
+
+
+def test_ui_positional_args_with_an_uploaded_video(webui, tmp_path):
+    from lib_vidsd.video import probe, write_video
+    from vidsd_a1111 import binding
+
+    video = write_video(_clip(5), tmp_path / "in.mp4", fps=10)
+
+    class Upload:
+        name = str(video)
+
+    values = {b.field: binding.MULTIFRAME.fields[b.field].default for b in binding.MULTIFRAME.widget_bindings()}
+    values.update(mode="cross_frame", max_frames=3, format=["gif"])
+    p, processed = _run(webui, [Upload(), *[values[b.field] for b in binding.MULTIFRAME.widget_bindings()]])
+    (gif,) = (Path(p.outpath_samples) / "multiframe").rglob("*.gif")
+    info = probe(gif)
+    assert info.frame_count == 3 and info.fps == pytest.approx(10)
+    assert processed.images[0] == str(gif) and len(processed.images) == 1 + 3
+
+
+def test_input_folders_only_inside_the_roots_and_422s(webui, tmp_path):
+    from modules import shared
+
+    from vidsd_a1111 import api
+
+    root = tmp_path / "inputs"
+    (root / "clip").mkdir(parents=True)
+    for i, f in enumerate(_clip(3)):
+        Image.fromarray(f).save(root / "clip" / f"{i}.png")
+
+    def ask(args):
+        return api.check_request({"script_name": "Multi-frame rendering", "script_args": args}, model_is_sdxl=None)
+
+    assert ask([{"input_dir": "clip"}])["field"] == "input_dir"  # no roots configured yet
+    shared.opts.data["vidsd_input_roots"] = str(root)
+    assert ask([{"input_dir": "clip"}]) is None
+    assert ask([{"input_dir": "../"}])["field"] == "input_dir"
+    assert ask([{"input_dir": "clip", "input_frames": ["x"]}])["field"] in ("input_frames", "input_dir")
+    assert ask([{"input_dir": "clip", "mode": "sideways"}])["field"] == "mode"
+    assert ask([{"input_dir": "clip", "interp": "rife"}])["field"] == "interp_model"
+    assert ask([{}])["field"] in ("input_video", "input_frames", "input_dir")
+    p, _ = _run(webui, [{"input_dir": "clip", "format": ["webm"], "color_correction": True, "seed_mode": "increment"}])
+    (webm,) = (Path(p.outpath_samples) / "multiframe").rglob("*.webm")
+    assert webm.stat().st_size > 0
+
+
+def test_interrupt_between_frames_keeps_finished_frames_and_restores_the_unet(webui, monkeypatch):
+    from modules import processing, shared
+
+    from lib_vidsd.patching import is_patched
+
+    original, calls = processing.process_images, []
+
+    def interrupt_after_two(p):
+        calls.append(1)
+        result = original(p)
+        if len(calls) == 2:
+            shared.state.interrupted = True
+        return result
+
+    monkeypatch.setattr(processing, "process_images", interrupt_after_two)
+    frames = [_b64_png(f) for f in _clip(5)]
+    with pytest.raises(Exception, match="nterrupt"):
+        _run(webui, [{"input_frames": frames, "mode": "both", "output_name": "cut"}])
+    out = next((Path(shared.opts.data["outdir_img2img_samples"]) / "multiframe").glob("cut*"))
+    assert sorted(x.name for x in out.iterdir()) == ["00000.png"]  # frame 2 was cut short: not saved
+    assert not is_patched(shared.sd_model.model.diffusion_model)
