@@ -153,8 +153,51 @@ def test_interrupt_between_frames_keeps_finished_frames_and_restores_the_unet(we
 
     monkeypatch.setattr(processing, "process_images", interrupt_after_two)
     frames = [_b64_png(f) for f in _clip(5)]
-    with pytest.raises(Exception, match="nterrupt"):
-        _run(webui, [{"input_frames": frames, "mode": "both", "output_name": "cut"}])
+    _p, processed = _run(webui, [{"input_frames": frames, "mode": "both", "output_name": "cut", "format": ["gif"]}])
     out = next((Path(shared.opts.data["outdir_img2img_samples"]) / "multiframe").glob("cut*"))
-    assert sorted(x.name for x in out.iterdir()) == ["00000.png"]  # frame 2 was cut short: not saved
+    assert sorted(x.name for x in out.iterdir()) == ["00000.png"]  # frame 2 was cut short: not saved, no video
+    assert "Multi-frame frames: 1 (stopped early)" in processed.info and len(processed.images) == 1
     assert not is_patched(shared.sd_model.model.diffusion_model)
+
+
+def test_ui_zero_means_empty_and_frame_infotexts_have_the_frame_size(webui):
+    from vidsd_a1111 import binding
+
+    values = {b.field: binding.MULTIFRAME.fields[b.field].default for b in binding.MULTIFRAME.widget_bindings()}
+    values.update(end=0, max_frames=0, fps=0, format=["gif"], mode="filmstrip")  # what gr.Number sends for empty
+    frames_dir = None
+    from vidsd_a1111.multiframe_job import parse
+
+    params, _ = parse([None, *[values[b.field] for b in binding.MULTIFRAME.widget_bindings()]])
+    assert params.end is None and params.max_frames is None and params.fps is None
+    frames = [_b64_png(f) for f in _clip(3)]
+    p, processed = _run(webui, [{"input_frames": frames, "format": ["gif"]}])
+    frames_dir = next((Path(p.outpath_samples) / "multiframe").iterdir())
+    text = Image.open(frames_dir / "00002.png").text["parameters"]
+    assert "Size: 64x64" in text and "Multi-frame frame: 2" in text
+    assert processed.infotexts[-1] == text  # the gallery's frame carries it too
+
+
+def test_bad_content_answers_422_before_rendering(webui, tmp_path):
+    from modules import shared
+
+    from vidsd_a1111 import api
+
+    def ask(args, **body):
+        request = {"script_name": "Multi-frame rendering", "script_args": args, "width": 64, "height": 64, **body}
+        return api.check_request(request, model_is_sdxl=None)
+
+    good = [_b64_png(f) for f in _clip(2)]
+    assert ask([{"input_frames": good}]) is None
+    assert ask([{"input_frames": [*good, "@@@"]}])["field"] == "input_frames"
+    not_image = base64.b64encode(b"hello").decode()
+    assert ask([{"input_frames": [*good, not_image]}])["field"] == "input_frames"
+    assert ask([{"input_video": base64.b64encode(b"\0" * 500).decode()}])["field"] == "input_video"
+    assert ask([{"input_frames": good, "start": 10}])["field"] == "start"
+    assert ask([{"input_frames": good, "frame_prompts": "0: a\n50: b"}])["field"] == "frame_prompts"
+    masks = tmp_path / "roots" / "masks"
+    masks.mkdir(parents=True)
+    Image.new("L", (64, 64), 255).save(masks / "0.png")
+    shared.opts.data["vidsd_input_roots"] = str(tmp_path / "roots")
+    assert ask([{"input_frames": good, "mask_dir": "masks"}])["field"] == "mask_dir"  # no mask for frame 1
+    assert ask([{"input_frames": good, "fps": 200, "interp": "blend", "interp_x": 4}])["field"] == "interp_x"

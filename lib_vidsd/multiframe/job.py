@@ -229,8 +229,9 @@ class MultiFrameJob:
                 "interp_model", p.interp_model or None, f"weights for {p.interp.value} (none were loaded)"
             )
         if self.fps * p.interp_x > MAX_FPS:
-            top = max(1, int(MAX_FPS // self.fps))
-            raise ConfigError("interp_x", p.interp_x, f"2..{top} at {self.fps:g} fps (at most {MAX_FPS:g} fps)")
+            top = int(MAX_FPS // self.fps)
+            allowed = f"2..{top}" if top >= 2 else "no interpolation (even ×2 goes over the limit)"
+            raise ConfigError("interp_x", p.interp_x, f"{allowed} at {self.fps:g} fps (at most {MAX_FPS:g} fps)")
 
     def _prepare_folder(self) -> int:
         """Create the folder; the index of the first frame to render (0 unless resuming)."""

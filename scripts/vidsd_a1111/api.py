@@ -60,7 +60,7 @@ def _check_multiframe(body: dict) -> dict | None:
         from .multiframe_job import check, parse
 
         params, video_path = parse(args if args and isinstance(args[0], dict) else [None, *args])
-        check(params, video_path)
+        check(params, video_path, body)
     except ConfigError as e:
         return _config_answer(e)
     except VidsdError as e:

@@ -11,13 +11,23 @@ from __future__ import annotations
 
 import datetime
 import logging
+import re
 from pathlib import Path
 
 from PIL import Image
 
 from lib_vidsd.config import MultiFrameParams
-from lib_vidsd.multiframe import MultiFrameJob, MultiFrameResult, RenderRequest, job_folder, multiframe_infotext
-from lib_vidsd.multiframe.sources import open_masks, open_source
+from lib_vidsd.errors import ConfigError, Interrupted, MediaError, VidsdError
+from lib_vidsd.multiframe import (
+    MultiFrameJob,
+    MultiFrameResult,
+    RenderRequest,
+    finished_frames,
+    frame_path,
+    job_folder,
+    multiframe_infotext,
+)
+from lib_vidsd.multiframe.sources import open_masks, open_source, selected_indices
 
 from . import binding, models
 
@@ -25,6 +35,7 @@ log = logging.getLogger("vidsd.a1111.multiframe")
 
 ROOTS_SETTING = "vidsd_input_roots"
 FRAMES_KEY = "Multi-frame frames"
+UI_ZERO_IS_EMPTY = ("end", "max_frames", "fps")
 
 
 def input_roots() -> list[Path]:
@@ -35,17 +46,45 @@ def input_roots() -> list[Path]:
     return [Path(line.strip()) for line in text.splitlines() if line.strip()]
 
 
-def check(params: MultiFrameParams, video_path: str | None = None) -> None:
-    """What the API can refuse before anything runs: one input, folders inside the roots, weights."""
-    from lib_vidsd.multiframe.sources import input_kind, resolve_in_roots
+def check(params: MultiFrameParams, video_path: str | None = None, body: dict | None = None) -> None:
+    """What the API refuses before anything runs (422 naming the field): one input, folders inside
+    the roots, the frame range, every base64 frame decodable, per-frame prompts, a mask for each
+    frame of a numbered source, the videos' frame rate, interpolation weights. ``body`` is the
+    request (size, prompt)."""
+    from lib_vidsd.config import MAX_FPS
+    from lib_vidsd.multiframe.perframe import FramePrompts
+    from lib_vidsd.multiframe.sources import InputFrame, input_kind, resolve_in_roots
 
+    body = body or {}
     kind = input_kind(params, video_path)
+    roots = input_roots()
     if kind == "input_dir":
-        resolve_in_roots(params.input_dir, input_roots(), field="input_dir")
-    if params.mask_dir:
-        resolve_in_roots(params.mask_dir, input_roots(), field="mask_dir")
-    if params.format:
+        resolve_in_roots(params.input_dir, roots, field="input_dir")
+    size = (_int(body.get("width"), 512), _int(body.get("height"), 512))
+    try:
+        with open_source(params, size=size, roots=roots, video_path=video_path) as source:
+            count, fps = source.count, params.fps or source.fps
+            if kind == "input_frames":
+                for _frame in source:  # decodes each base64 image: a bad one is named now, not after rendering
+                    pass
+    except MediaError as e:  # an undecodable video or image
+        raise ConfigError(kind, "…", "a readable video or images", str(e)) from e
+    if count == 0:
+        raise ConfigError("start", params.start, "a frame range holding at least one frame of the input")
+    FramePrompts(str(body.get("prompt") or ""), params.frame_prompts, count)
+    masks = open_masks(params, size=size, roots=roots)
+    if masks is not None and kind != "input_dir":  # numbered frames: check each has its mask
+        total = max(count * params.every + params.start, 1)
+        for k, i in enumerate(selected_indices(total, params)[:count]):
+            masks.path_for(InputFrame(k, i, str(i), None))
+    if params.format and params.interp.value != "none":
+        if fps * params.interp_x > MAX_FPS:
+            raise ConfigError("interp_x", params.interp_x, f"a factor keeping {fps:g} fps × factor at most {MAX_FPS:g}")
         models.load_vfi(params.interp.value, params.interp_model)
+
+
+def _int(value, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
 
 def parse(args) -> tuple[MultiFrameParams, str | None]:
@@ -55,6 +94,11 @@ def parse(args) -> tuple[MultiFrameParams, str | None]:
         return binding.MULTIFRAME.parse_args([args[0]]), None
     upload, *values = args if args else (None,)
     path = getattr(upload, "name", upload) if upload else None
+    fields = [b.field for b in binding.MULTIFRAME.widget_bindings()]
+    for name in UI_ZERO_IS_EMPTY:  # gr.Number shows an empty value as 0 and sends 0 back
+        i = fields.index(name)
+        if i < len(values) and not values[i]:
+            values[i] = None
     return binding.MULTIFRAME.parse_args(values), (str(path) if path else None)
 
 
@@ -84,7 +128,7 @@ class Renderer:
             from lib_vidsd.attention import CrossFrameAttention
 
             self.attention = CrossFrameAttention(shared.sd_model.model.diffusion_model)
-        self.last_info = ""
+        self.infos: dict[int, str] = {}  # frame index → its infotext (at the frame's size, not the strip's)
 
     def __call__(self, req: RenderRequest) -> Image.Image:
         from modules import processing, shared
@@ -109,7 +153,13 @@ class Renderer:
         processed = processing.process_images(p)
         if attention is not None:
             attention.end_frame()
-        self.last_info = processed.infotexts[0] if processed.infotexts else processed.info
+        if not processed.images:  # A1111 stops before sampling once interrupted
+            if shared.state.interrupted or shared.state.skipped:
+                raise Interrupted(f"interrupted at frame {req.index + 1}")
+            raise VidsdError(f"img2img returned no image for frame {req.index + 1}")
+        text = processed.infotexts[0] if processed.infotexts else processed.info
+        size = f"Size: {req.frame_width}x{req.height}"
+        self.infos[req.index] = re.sub(r"Size: \d+x\d+", size, text) + f", Multi-frame frame: {req.index}"
         return processed.images[0]
 
     def close(self) -> None:
@@ -136,8 +186,8 @@ def run(p, params: MultiFrameParams, video_path: str | None):
     shared.state.job_count = source.count + (2 if params.mode.cross_frame and params.resume else 0)
     renderer = Renderer(p, params.mode.cross_frame)
 
-    def infotext(_req: RenderRequest) -> str:
-        return renderer.last_info
+    def infotext(req: RenderRequest) -> str:
+        return renderer.infos.get(req.index, "")
 
     try:
         with source:
@@ -146,22 +196,29 @@ def run(p, params: MultiFrameParams, video_path: str | None):
                 interp_model=interp_model, stop=_State(), **base,
             )  # fmt: skip
             result = job.run()
+    except Interrupted as e:  # like A1111's own scripts: the finished frames come back, no video
+        log.info("multi-frame rendering stopped: %s", e)
+        done = [frame_path(out_dir, k) for k in range(finished_frames(out_dir))]
+        result = MultiFrameResult(out_dir, done, complete=False)
     finally:
         renderer.close()
-    return _processed(p, result)
+        if out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()  # failed before its first frame: no empty folder left behind
+    return _processed(p, result, renderer.infos)
 
 
-def _processed(p, result: MultiFrameResult):
+def _processed(p, result: MultiFrameResult, infos: dict[int, str]):
     from modules import processing
 
     from .output import encode_files
 
     p.extra_generation_params[FRAMES_KEY] = result.frame_count
-    info = f"{p.prompt}\n{FRAMES_KEY}: {result.frame_count}, folder: {result.out_dir.name}"
+    state = "" if result.complete else " (stopped early)"
+    info = f"{p.prompt}\n{FRAMES_KEY}: {result.frame_count}{state}, folder: {result.out_dir.name}"
     if getattr(p, "is_api", False):
-        images = encode_files(result.videos)
+        images, texts = encode_files(result.videos), [info] * len(result.videos)
     else:
-        images = [str(path) for path in result.frames]
-        images = [str(v) for v in result.videos if v.suffix in (".gif", ".webp")] + images
-    proc = processing.Processed(p, images, seed=p.seed, info=info, infotexts=[info] * len(images))
-    return proc
+        shown = [v for v in result.videos if v.suffix in (".gif", ".webp")]
+        images = [str(v) for v in shown] + [str(path) for path in result.frames]
+        texts = [info] * len(shown) + [infos.get(k, info) for k in range(len(result.frames))]
+    return processing.Processed(p, images, seed=p.seed, info=info, infotexts=texts)
