@@ -157,6 +157,7 @@ def test_interrupt_between_frames_keeps_finished_frames_and_restores_the_unet(we
     out = next((Path(shared.opts.data["outdir_img2img_samples"]) / "multiframe").glob("cut*"))
     assert sorted(x.name for x in out.iterdir()) == ["00000.png"]  # frame 2 was cut short: not saved, no video
     assert "Multi-frame frames: 1 (stopped early)" in processed.info and len(processed.images) == 1
+    assert _p.extra_generation_params["Multi-frame frames"] == "1 (stopped early)"  # what the API returns
     assert not is_patched(shared.sd_model.model.diffusion_model)
 
 
@@ -201,3 +202,25 @@ def test_bad_content_answers_422_before_rendering(webui, tmp_path):
     shared.opts.data["vidsd_input_roots"] = str(tmp_path / "roots")
     assert ask([{"input_frames": good, "mask_dir": "masks"}])["field"] == "mask_dir"  # no mask for frame 1
     assert ask([{"input_frames": good, "fps": 200, "interp": "blend", "interp_x": 4}])["field"] == "interp_x"
+
+
+def test_folder_source_masks_are_checked_up_front(webui, tmp_path):
+    from modules import shared
+
+    from vidsd_a1111 import api
+
+    root = tmp_path / "roots"
+    (root / "clip").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i, f in enumerate(_clip(3)):
+        Image.fromarray(f).save(root / "clip" / f"f{i}.png")
+    for i in range(2):
+        Image.new("L", (64, 64), 255).save(root / "masks" / f"f{i}.png")
+    shared.opts.data["vidsd_input_roots"] = str(root)
+    body = {"script_name": "Multi-frame rendering", "width": 64, "height": 64}
+    answer = api.check_request(
+        {**body, "script_args": [{"input_dir": "clip", "mask_dir": "masks"}]}, model_is_sdxl=None
+    )
+    assert answer["field"] == "mask_dir" and "f2" in answer["detail"]
+    ok = {**body, "script_args": [{"input_dir": "clip", "mask_dir": "masks", "max_frames": 2}]}
+    assert api.check_request(ok, model_is_sdxl=None) is None

@@ -54,6 +54,7 @@ def check(params: MultiFrameParams, video_path: str | None = None, body: dict | 
     from lib_vidsd.config import MAX_FPS
     from lib_vidsd.multiframe.perframe import FramePrompts
     from lib_vidsd.multiframe.sources import InputFrame, input_kind, resolve_in_roots
+    from lib_vidsd.video import list_images
 
     body = body or {}
     kind = input_kind(params, video_path)
@@ -73,13 +74,19 @@ def check(params: MultiFrameParams, video_path: str | None = None, body: dict | 
         raise ConfigError("start", params.start, "a frame range holding at least one frame of the input")
     FramePrompts(str(body.get("prompt") or ""), params.frame_prompts, count)
     masks = open_masks(params, size=size, roots=roots)
-    if masks is not None and kind != "input_dir":  # numbered frames: check each has its mask
-        total = max(count * params.every + params.start, 1)
-        for k, i in enumerate(selected_indices(total, params)[:count]):
-            masks.path_for(InputFrame(k, i, str(i), None))
+    if masks is not None:  # each frame has its mask (names only: nothing is decoded)
+        if kind == "input_dir":
+            files = list_images(resolve_in_roots(params.input_dir, roots, field="input_dir"))
+            names = [f.stem for f in files]
+        else:
+            names = [str(i) for i in range(max(count * params.every + params.start, 1))]
+        for k, i in enumerate(selected_indices(len(names), params)[:count]):
+            masks.path_for(InputFrame(k, i, names[i], None))
     if params.format and params.interp.value != "none":
         if fps * params.interp_x > MAX_FPS:
-            raise ConfigError("interp_x", params.interp_x, f"a factor keeping {fps:g} fps × factor at most {MAX_FPS:g}")
+            top = int(MAX_FPS // fps)
+            allowed = f"2..{top}" if top >= 2 else "none: even ×2 goes over the limit (lower fps or interp none)"
+            raise ConfigError("interp_x", params.interp_x, f"{allowed} at {fps:g} fps (videos at most {MAX_FPS:g} fps)")
         models.load_vfi(params.interp.value, params.interp_model)
 
 
@@ -185,6 +192,7 @@ def run(p, params: MultiFrameParams, video_path: str | None):
     base = {"prompt": p.prompt, "seed": int(p.seed), "denoise": float(p.denoising_strength)}
     shared.state.job_count = source.count + (2 if params.mode.cross_frame and params.resume else 0)
     renderer = Renderer(p, params.mode.cross_frame)
+    frame_size = (p.width, p.height)
 
     def infotext(req: RenderRequest) -> str:
         return renderer.infos.get(req.index, "")
@@ -202,6 +210,7 @@ def run(p, params: MultiFrameParams, video_path: str | None):
         result = MultiFrameResult(out_dir, done, complete=False)
     finally:
         renderer.close()
+        p.width, p.height = frame_size  # the renders set the strip's size; the job's result is frames
         if out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # failed before its first frame: no empty folder left behind
     return _processed(p, result, renderer.infos)
@@ -212,8 +221,8 @@ def _processed(p, result: MultiFrameResult, infos: dict[int, str]):
 
     from .output import encode_files
 
-    p.extra_generation_params[FRAMES_KEY] = result.frame_count
     state = "" if result.complete else " (stopped early)"
+    p.extra_generation_params[FRAMES_KEY] = f"{result.frame_count}{state}" if state else result.frame_count
     info = f"{p.prompt}\n{FRAMES_KEY}: {result.frame_count}{state}, folder: {result.out_dir.name}"
     if getattr(p, "is_api", False):
         images, texts = encode_files(result.videos), [info] * len(result.videos)

@@ -167,8 +167,8 @@ def build_plain(script, is_img2img: bool, bnd: binding.Binding = binding.MULTIFR
         with container:
             for f in fields:
                 by_field[f] = _widget(gr, binds[f], widget_spec(binds[f], is_img2img, bnd), visible=True)
-    data = _attr(json.dumps(titles(tab, bnd)))
-    gr.HTML(f"<div id='vidsd_titles_{prefix}_{tab}' hidden data-titles='{data}'></div>")
+    hover = {**titles(tab, bnd), f"{prefix}_{tab}_upload": "A video to stylise (or name an input folder below)."}
+    gr.HTML(f"<div id='vidsd_titles_{prefix}_{tab}' hidden data-titles='{_attr(json.dumps(hover))}'></div>")
     components = [by_field[b.field] for b in bnd.widget_bindings()]
     script.infotext_fields = [
         (by_field[b.field], bnd.paste_label(b.field)) for b in bnd.widget_bindings() if b.infotext
