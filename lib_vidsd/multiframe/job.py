@@ -23,23 +23,20 @@ it stopped. At the end the frames become the requested videos, optionally interp
 from __future__ import annotations
 
 import logging
-import os
 import re
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
-from PIL import Image, PngImagePlugin
+from PIL import Image
 
 from ..config import MAX_FPS, LoopbackSource, MultiFrameParams, MultiFrameVideo, ThirdFrame
 from ..consistency import match_histograms_lab
 from ..errors import ConfigError, VidsdError
 from ..progress import ProgressSink, StopToken, check_stop, null_progress
 from ..video import to_rgb, write_video
-from ..video.writer import FILE_MODE
 from .perframe import FramePrompts, frame_seed
 from .sources import FrameSource, InputFrame, MaskSet, attach_alpha
 from .strip import build_strip, crop_centre, strip_mask
@@ -151,19 +148,10 @@ def multiframe_infotext(params: MultiFrameParams) -> str:
 
 def save_frame_png(path: Path, image: np.ndarray, text: str) -> Path:
     """``image`` (``(H, W, 3|4)`` uint8) as PNG with ``text`` in its ``parameters`` chunk (A1111's PNG
-    Info), written to a temporary name beside ``path`` and renamed, so ``path`` is whole or absent."""
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", text)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(image).save(f, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    Info), written atomically (:func:`lib_vidsd.video.writer.write_png`)."""
+    from ..video.writer import write_png
+
+    return write_png(path, image, text)
 
 
 class MultiFrameJob:

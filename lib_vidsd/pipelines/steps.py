@@ -92,27 +92,6 @@ def generate_with_steps(
     return StepsRun(array, recorder, seed, info)
 
 
-def save_png(image: np.ndarray, path: Path, parameters: str) -> Path:
-    """The finished image with its ``parameters`` text (A1111's PNG Info), written atomically."""
-    import os
-    import tempfile
-
-    from PIL import Image, PngImagePlugin
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    info = PngImagePlugin.PngInfo()
-    info.add_text("parameters", parameters)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            Image.fromarray(image).save(f, format="PNG", pnginfo=info)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def run_steps_animation(
     sd: SDModel,
     gen: GenerationParams,
@@ -126,6 +105,7 @@ def run_steps_animation(
     """Generate, then write the steps movie below ``output``. An interrupted generation still
     gives a movie of the steps so far when ``params.run_incomplete`` is set, else none."""
     from ..errors import Interrupted
+    from ..video.writer import write_png
 
     if gen.seed == -1:
         gen = gen.copy(update={"seed": random.randrange(2**32)})
@@ -139,7 +119,7 @@ def run_steps_animation(
     stem = f"{gen.seed}"
     info = run.infotext if run is not None else f"{gen.prompt}\n(interrupted after {recorder.callbacks} steps)"
     if run is not None:
-        save_png(run.image, Path(output) / f"{stem}.png", info)
+        write_png(Path(output) / f"{stem}.png", run.image, info)
     result = render_steps(
         recorder.sequence(0),
         decoder_for(sd, params.decode),

@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from PIL import Image, PngImagePlugin
 
 from ..config import Codec, EncodeOptions, EvenMode, VideoFormat, fps_fraction, validate
@@ -158,6 +159,23 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
     temp = _temp_beside(target)
     try:
         temp.write_text(text, encoding="utf-8")
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    return target
+
+
+def write_png(path: str | os.PathLike, image: np.ndarray, parameters: str | None = None) -> Path:
+    """One ``(H, W, 3|4)`` uint8 image as PNG, ``parameters`` in its text chunk of that name (where
+    A1111's PNG Info reads generation settings); written to a temporary name beside ``path`` and
+    renamed, so ``path`` is whole or absent."""
+    target = Path(path)
+    temp = _temp_beside(target)
+    info = PngImagePlugin.PngInfo()
+    if parameters is not None:
+        info.add_text("parameters", parameters)
+    try:
+        Image.fromarray(np.ascontiguousarray(image)).save(temp, format="PNG", pnginfo=info)
         os.replace(temp, target)
     finally:
         temp.unlink(missing_ok=True)
