@@ -68,11 +68,57 @@ class LatentCoherence:
 
 
 class ColorSpace(str, Enum):
-    """Where the per-channel histograms are matched (OpenCV's 8-bit encodings of each space)."""
+    """Where the per-channel histograms are matched: OpenCV's 8-bit encodings of each space
+    (Deforum), or CIE L*a*b* in floating point (``lab_float``: Giffusion's kornia pipeline)."""
 
     RGB = "rgb"
     HSV = "hsv"
     LAB = "lab"
+    LAB_FLOAT = "lab_float"
+
+
+# sRGB (D65) <-> CIE XYZ, and the D65 white point: the standard values kornia uses
+_RGB_TO_XYZ = np.array([[0.412453, 0.357580, 0.180423], [0.212671, 0.715160, 0.072169], [0.019334, 0.119193, 0.950227]])
+_XYZ_TO_RGB = np.array(
+    [[3.2404813432005266, -1.5371515162713185, -0.4985363261688878],
+     [-0.9692549499965682, 1.8759900014898907, 0.0415559265582928],
+     [0.0556466391351772, -0.2040413383665112, 1.0573110696453443]]
+)  # fmt: skip
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+_EPS = 0.008856  # (6/29)^3
+_KAPPA = 7.787  # (29/6)^2 / 3
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """sRGB floats 0..1 ``(..., 3)`` → CIE L*a*b* (L 0..100, a/b signed), float32 arithmetic."""
+    x = rgb.astype(np.float32)
+    linear = np.where(x > 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+    xyz = (linear @ _RGB_TO_XYZ.T.astype(np.float32)) / _WHITE.astype(np.float32)
+    f = np.where(xyz > _EPS, np.cbrt(np.maximum(xyz, _EPS)), _KAPPA * xyz + 4 / 29)
+    fx, fy, fz = f[..., 0], f[..., 1], f[..., 2]
+    return np.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], axis=-1).astype(np.float32)
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """CIE L*a*b* ``(..., 3)`` → sRGB floats clipped to 0..1 (the inverse of :func:`rgb_to_lab`)."""
+    lab = lab.astype(np.float32)
+    fy = (lab[..., 0] + 16) / 116
+    fx = lab[..., 1] / 500 + fy
+    fz = np.maximum(fy - lab[..., 2] / 200, 0)
+    f = np.stack([fx, fy, fz], axis=-1)
+    xyz = np.where(f**3 > _EPS, f**3, (f - 4 / 29) / _KAPPA) * _WHITE.astype(np.float32)
+    linear = xyz @ _XYZ_TO_RGB.T.astype(np.float32)
+    srgb = np.where(
+        linear > 0.0031308, 1.055 * np.power(np.maximum(linear, 0.0031308), 1 / 2.4) - 0.055, 12.92 * linear
+    )
+    return np.clip(srgb, 0, 1).astype(np.float32)
+
+
+def _match_lab_float(src: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """Giffusion's match: float L*a*b*, quantile mapping per channel, back to RGB, ``trunc(255·x)``."""
+    lab_s, lab_r = rgb_to_lab(src / np.float32(255)), rgb_to_lab(ref / np.float32(255))
+    matched = np.stack([match_cdf(lab_s[..., c], lab_r[..., c]) for c in range(3)], axis=-1)
+    return (lab_to_rgb(matched) * 255).astype(np.uint8)
 
 
 _HSV_UNITS = np.array([2.0, 1 / 255, 1 / 255], dtype=np.float32)  # 8-bit H 0–179, S/V 0–255 -> degrees, 0–1
@@ -107,11 +153,14 @@ def match_colors(
     src, ref = _rgb(image, "image"), _rgb(reference, "reference")
     if strength == 0.0:
         return src.copy()
-    forward, back = _TO_SPACE.get(space, (None, None))
-    src_c = src if forward is None else cv2.cvtColor(src, forward)
-    ref_c = ref if forward is None else cv2.cvtColor(ref, forward)
-    matched = np.stack([match_cdf(src_c[..., c], ref_c[..., c]) for c in range(3)], axis=-1).astype(np.uint8)
-    out = matched if back is None else back(matched)
+    if space is ColorSpace.LAB_FLOAT:
+        out = _match_lab_float(src, ref)
+    else:
+        forward, back = _TO_SPACE.get(space, (None, None))
+        src_c = src if forward is None else cv2.cvtColor(src, forward)
+        ref_c = ref if forward is None else cv2.cvtColor(ref, forward)
+        matched = np.stack([match_cdf(src_c[..., c], ref_c[..., c]) for c in range(3)], axis=-1).astype(np.uint8)
+        out = matched if back is None else back(matched)
     if strength == 1.0:
         return out
     mixed = src.astype(np.float32) * (1.0 - strength) + out.astype(np.float32) * strength
