@@ -812,3 +812,165 @@ class MultiFrameParams(Params):
     @validator("output_name")
     def _safe_output_name(cls, value):
         return safe_folder_name(value)
+
+
+# --- Keyframe animation -------------------------------------------------------------------------
+
+MAX_KEYFRAME_FRAMES = 5000
+
+
+class KeyframeMode(Choice):
+    """Where each frame of a keyframe animation starts from."""
+
+    NONE = "none"  # noise (txt2img), or the init image for every frame (img2img tab); frames can batch
+    MOTION_2D = "2d"  # the previous output moved by zoom/angle/translation, then img2img (loopback)
+    VIDEO = "video"  # the frames of an input video as init images; frames can batch
+
+
+class KeyframeCurve(Choice):
+    """Slerp weights between two prompt keyframes (``lib_vidsd.schedule.curves``)."""
+
+    LINEAR = "linear"
+    SINE = "sine"  # interpolation_args: frequencies, "1" rises and falls back, "0.5" eases to the next key
+    CURVE = "curve"  # interpolation_args: a curve "0: (0), 30: (1)" read at the absolute frame
+
+
+class BorderMode(Choice):
+    """What fills the area a 2D motion uncovers (``lib_vidsd.keyframe.BORDER_MODES``)."""
+
+    REPLICATE = "replicate"
+    REFLECT = "reflect"
+    WRAP = "wrap"
+    BLACK = "black"
+
+
+class ColorMatchSpace(Choice):
+    """Colour space of the histogram match to the first frame (``lib_vidsd.keyframe.match_colors``)."""
+
+    LAB = "lab"
+    LAB_FLOAT = "lab_float"
+    HSV = "hsv"
+    RGB = "rgb"
+
+
+class AudioComponent(Choice):
+    BOTH = "both"
+    PERCUSSIVE = "percussive"
+    HARMONIC = "harmonic"
+
+
+class MelReduce(Choice):
+    MAX = "max"
+    MEAN = "mean"
+    MEDIAN = "median"
+
+
+class KeyframeParams(Params):
+    """One keyframe animation (the ``Keyframe animation`` script; ``python -m lib_vidsd keyframes``).
+
+    Prompt, negative prompt, seed, size, steps, sampler and the CFG scale are the host's own (A1111's
+    fields); the schedules below are Deforum keyframe strings (``0: (1.0), 30: (1.2)``, expressions in
+    ``t``, ``max_f``, ``s``) read over the animation's frames.
+    """
+
+    prompts: str = Field(
+        "",
+        description="Prompt keyframes: 'frame: prompt' lines or a JSON object {\"0\": …}; the prompt box "
+        "is appended to each; empty animates the prompt box alone.",
+    )
+    max_frames: int = Field(
+        0,
+        ge=0,
+        le=MAX_KEYFRAME_FRAMES,
+        description="Frames to render; 0: the last prompt key + 1 (the video's or the audio's length when given).",
+    )
+    interpolation: KeyframeCurve = Field(
+        KeyframeCurve.LINEAR, description="Slerp weights between prompt keys: linear, sine or curve."
+    )
+    interpolation_args: str = Field(
+        "", description="sine: frequencies ('1', '0.5', '1, 3'); curve: '0: (0), 30: (1)'; unused for linear."
+    )
+    fixed_latent: bool = Field(False, description="The same starting noise for every frame (only the prompt travels).")
+    seed_schedule: str = Field(
+        "",
+        description="Seed of each prompt keyframe, a schedule like '0: (42), 30: (7)' read at the key's frame; "
+        "empty: the seed for the first key and seeds drawn from it for the others.",
+    )
+    mode: KeyframeMode = Field(
+        KeyframeMode.NONE,
+        description="none: every frame from noise (img2img: from the init image); 2d: the previous frame moved "
+        "and redrawn (loopback); video: the input video's frames as init images.",
+    )
+    strength: str = Field(
+        "0: (0.65)", description="Denoising strength per frame (img2img frames: 2d after frame 0, video, img2img)."
+    )
+    cfg_scale: str = Field("", description="CFG scale per frame; empty: the generation's CFG scale.")
+    zoom: str = Field("0: (1.02)", description="2d: zoom factor per frame (1 = none, > 1 zooms in).")
+    angle: str = Field("0: (0)", description="2d: rotation per frame in degrees (+ = counter-clockwise).")
+    translation_x: str = Field("0: (0)", description="2d: horizontal move per frame in pixels (+ = right).")
+    translation_y: str = Field("0: (0)", description="2d: vertical move per frame in pixels (+ = down).")
+    pivot_x: str = Field("0: (0.5)", description="2d: centre of rotation and zoom, fraction of the width.")
+    pivot_y: str = Field("0: (0.5)", description="2d: centre of rotation and zoom, fraction of the height.")
+    border: BorderMode = Field(
+        BorderMode.REPLICATE, description="2d: what fills uncovered borders: replicate, reflect, wrap or black."
+    )
+    coherence_scale: float = Field(
+        0.0, ge=0, le=100000, description="Pull of each step's latent toward a running reference; 0 is off."
+    )
+    coherence_alpha: float = Field(1.0, ge=0, le=1, description="How fast the reference follows the latent (0-1).")
+    coherence_every: int = Field(1, ge=1, le=1000, description="Apply coherence every N denoising steps.")
+    coherence_noise: float = Field(0.0, ge=0, le=10, description="Noise added with each coherence step.")
+    color_match: float = Field(
+        0.0, ge=0, le=1, description="Match each frame's colours to the first frame's (0 off, 1 fully)."
+    )
+    color_space: ColorMatchSpace = Field(ColorMatchSpace.LAB, description="Colour space of the match.")
+    audio: Optional[str] = Field(
+        None, description="API: an audio file as base64 (the WebUI passes an uploaded file's path)."
+    )
+    audio_component: AudioComponent = Field(
+        AudioComponent.BOTH, description="Onsets and loudness from both, the percussive or the harmonic part."
+    )
+    audio_reduce: MelReduce = Field(MelReduce.MAX, description="Loudness of a column of the mel spectrogram.")
+    audio_keys: bool = Field(
+        False, description="Put the prompt keys on the audio's onsets (prompts taken in turn, repeating)."
+    )
+    audio_weights: bool = Field(True, description="Between keys, follow the audio's accumulated loudness.")
+    mux_audio: bool = Field(True, description="Put the audio into the MP4/WEBM videos.")
+    video: Optional[str] = Field(
+        None, description="API: the input video for mode 'video', as base64 (the WebUI passes a path)."
+    )
+    video_every: int = Field(1, ge=1, le=1000, description="Use every N-th frame of the input video.")
+    fps: Optional[float] = Field(
+        None, gt=0, le=MAX_FPS, description="Frame rate; empty: 10, or the input video's rate ÷ video_every."
+    )
+    format: List[MultiFrameVideo] = Field(
+        [MultiFrameVideo.MP4], description="Videos to write: gif, mp4, webm, webp, apng (frames are always PNG)."
+    )
+    loop: int = Field(0, ge=0, le=65535, description="How many times GIF/WEBP/APNG play; 0 loops forever.")
+    interp: FrameInterpolation = Field(
+        FrameInterpolation.NONE,
+        description="Frames made between the rendered ones: none, blend, mci, flow, film, rife.",
+    )
+    interp_model: str = Field(
+        "", description="FILM/RIFE weights file in the interpolation models folder; empty picks the default."
+    )
+    interp_x: int = Field(2, ge=2, le=MAX_INTERP_X, description="Interpolation factor (the video keeps its duration).")
+    output_name: str = Field(
+        "", description="Name of the output folder (letters, digits, - _ . kept); empty picks one."
+    )
+    resume: bool = Field(False, description="Continue a stopped animation in the same output folder.")
+
+    _fps = validator("fps", pre=True, allow_reuse=True)(lambda v: None if v in (None, "") else parse_fps(v))
+    _formats = validator("format", pre=True, allow_reuse=True)(_video_formats)
+
+    @validator("output_name")
+    def _safe_name(cls, value):
+        return safe_folder_name(value)
+
+    @validator("audio", "video")
+    def _upload_size(cls, value):
+        if value is not None and not value.strip():
+            return None
+        if value is not None and _base64_size(value) > MAX_UPLOAD_BYTES:
+            raise ValueError(f"a file of at most {MAX_UPLOAD_BYTES >> 20} MiB")
+        return value
