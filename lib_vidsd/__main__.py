@@ -1,4 +1,4 @@
-"""Command line: ``python -m lib_vidsd {demo,animate,steps,multiframe,frames,encode,interpolate,probe,formats} …``."""
+"""Command line: ``python -m lib_vidsd {demo,animate,steps,multiframe,keyframes,audio-keys,frames,encode,interpolate,probe,formats} …``."""
 
 from __future__ import annotations
 
@@ -292,6 +292,62 @@ def _cmd_multiframe(args) -> int:
     return 0
 
 
+# API-only uploads and the WebUI's folder naming: the CLI takes paths (--video, --audio, -o) instead
+# (cfg_scale: the schedule is --cfg-schedule here, --cfg-scale being the generation's own)
+_KEYFRAMES_SKIP = ("audio", "video", "output_name", "format", "cfg_scale")
+
+
+def _cmd_keyframes(args) -> int:
+    from .config import KeyframeParams, validate
+    from .pipelines.animate import load_sd
+    from .pipelines.keyframes import run_keyframes
+
+    gen = validate(GenerationParams, _picked(args, describe(GenerationParams)))
+    fields = [f for f in describe(KeyframeParams) if f.name not in _KEYFRAMES_SKIP]
+    picked = _picked(args, fields)
+    if args.format is not None:
+        picked["format"] = args.format
+    if args.cfg_schedule is not None:
+        picked["cfg_scale"] = args.cfg_schedule
+    if args.prompts_file:
+        picked["prompts"] = Path(args.prompts_file).read_text(encoding="utf-8")
+    params = validate(KeyframeParams, picked)
+    if args.batch_size < 1:
+        raise ConfigError("batch_size", args.batch_size, "1 or more")
+    model = _vfi_model(params.interp.value, params.interp_model, args.vfi_dir) if params.format else None
+    sd = load_sd(args.model)
+    try:
+        result = run_keyframes(
+            sd,
+            gen,
+            params,
+            args.output,
+            init_image=args.init_image,
+            video_path=args.video,
+            audio_path=args.audio,
+            batch_size=args.batch_size,
+            interp_model=model,
+            progress=TextBar("keyframes"),
+        )
+    except KeyboardInterrupt:
+        print(f"the finished frames are in {args.output}; add --resume to continue", file=sys.stderr)
+        raise
+    resumed = len(result.frames) - result.rendered
+    note = f" ({resumed} from an earlier run)" if resumed else ""
+    print(f"wrote {len(result.frames)} frames{note} to {result.out_dir}")
+    for video in result.videos:
+        print(f"wrote {video} at {result.fps:g} fps")
+    return 0
+
+
+def _cmd_audio_keys(args) -> int:
+    from .keyframe.audio import audio_keyframes
+
+    keys = audio_keyframes(args.audio, args.fps, args.component)
+    print(keys.text())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m lib_vidsd", description="vidsd: video tools for Stable Diffusion")
     parser.add_argument("--version", action="version", version=f"vidsd {__version__}")
@@ -354,6 +410,37 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_fields(p, describe(MultiFrameParams), skip=_MULTIFRAME_SKIP)
     p.set_defaults(func=_cmd_multiframe)
+
+    p = sub.add_parser(
+        "keyframes", help="Keyframe animation: prompt keys slerped, schedules, 2D motion loopback, audio keys"
+    )
+    p.add_argument("--model", help="diffusers model folder or .safetensors/.ckpt (default: tiny built-in model)")
+    p.add_argument(
+        "-o", "--output", default="out/keyframes", help="folder for the frames and videos (default: out/keyframes)"
+    )
+    p.add_argument("--init-image", help="img2img: the init image of the frames that do not loop back")
+    p.add_argument("--video", help="mode video: the input video (its frames are the init images)")
+    p.add_argument("--audio", help="audio file: onsets (--audio-keys), loudness weights, muxed into MP4/WEBM")
+    p.add_argument("--prompts-file", help="text file for --prompts ('frame: prompt' lines or JSON)")
+    p.add_argument("--batch-size", type=int, default=1, help="frames per UNet batch where the animation allows it")
+    p.add_argument(
+        "--cfg-schedule", help="CFG scale per frame, a schedule like '0: (7), 20: (4)' (default: --cfg-scale)"
+    )
+    p.add_argument("--vfi-dir", help="folder of FILM/RIFE weights (default: $VIDSD_VFI_DIR, else models/VFI)")
+    p.add_argument(
+        "--format", help="comma list of videos to write: gif, mp4, webm, webp, apng; '' for none (default: mp4)"
+    )
+    _add_fields(p, describe(GenerationParams))
+    from .config import KeyframeParams
+
+    _add_fields(p, describe(KeyframeParams), skip=_KEYFRAMES_SKIP)
+    p.set_defaults(func=_cmd_keyframes)
+
+    p = sub.add_parser("audio-keys", help="key frames at an audio file's onsets (frame: timestamp), at a frame rate")
+    p.add_argument("audio", help="audio file (wav, mp3, flac, ogg, m4a, or a video with sound)")
+    p.add_argument("--fps", type=float, default=10.0, help="frame rate of the animation (default: 10)")
+    p.add_argument("--component", default="both", choices=["both", "percussive", "harmonic"])
+    p.set_defaults(func=_cmd_audio_keys)
 
     p = sub.add_parser("frames", help="extract the frames of a video (or animation, or folder) as PNG files")
     p.add_argument("source", help="video file, GIF/WEBP/APNG, or folder of images")

@@ -1,4 +1,5 @@
-"""Keyframe animation core: 2D motion of the previous frame, latent/embedding travel, coherence.
+"""Keyframe animation core: 2D motion of the previous frame, latent/embedding travel, coherence,
+audio-driven key frames and weights.
 
 Pure maths (numpy, OpenCV, torch); the schedules that feed these functions live in
 ``lib_vidsd.schedule`` and the WebUI glue in ``scripts/``.
@@ -6,6 +7,14 @@ Pure maths (numpy, OpenCV, torch); the schedules that feed these functions live 
 
 from __future__ import annotations
 
+from lib_vidsd.keyframe.audio import (
+    AUDIO_COMPONENTS,
+    MEL_REDUCE,
+    AudioKeyframes,
+    audio_keyframes,
+    audio_weights,
+    load_audio,
+)
 from lib_vidsd.keyframe.coherence import ColorSpace, LatentCoherence, match_colors
 from lib_vidsd.keyframe.latents import (
     interpolate_keyframes,
@@ -16,11 +25,17 @@ from lib_vidsd.keyframe.latents import (
 from lib_vidsd.keyframe.motion import BORDER_MODES, warp2d, warp_matrix
 
 __all__ = [
+    "AUDIO_COMPONENTS",
     "BORDER_MODES",
+    "MEL_REDUCE",
+    "AudioKeyframes",
     "ColorSpace",
     "LatentCoherence",
+    "audio_keyframes",
+    "audio_weights",
     "interpolate_keyframes",
     "keyframe_noise",
+    "load_audio",
     "match_colors",
     "seed_schedule",
     "slerp",

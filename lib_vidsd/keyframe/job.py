@@ -93,12 +93,17 @@ def keyframe_infotext(params: KeyframeParams) -> str:
     return ", ".join(f"{k}: {v}" for k, v in pairs.items())
 
 
-def default_infotext(params: KeyframeParams, width: int, height: int) -> Callable[[FramePlan], str]:
+def default_infotext(
+    params: KeyframeParams, plan: AnimationPlan, width: int, height: int
+) -> Callable[[FramePlan], str]:
+    """The CLI's frame text: the frame's prompt (the key it travels from), seed, size, strength of
+    img2img frames, and where it stands between two keys."""
+
     def text(frame: FramePlan) -> str:
-        travel = f", to: {frame.prompt_b!r} at {frame.weight:.4f}" if frame.travels else ""
+        travel = f", to: {frame.prompt_b}, to seed: {frame.seed_b}, weight: {frame.weight:.4f}" if frame.travels else ""
         settings = f"{keyframe_infotext(params)}, frame: {frame.index}{travel}"
         pairs = f"Seed: {frame.seed}, Size: {width}x{height}, Keyframe animation: {_quote(settings)}"
-        if frame.strength and frame.index:
+        if plan.uses_init(frame.index):
             pairs = f"Denoising strength: {frame.strength}, " + pairs
         return f"{frame.prompt}\n{pairs}"
 
@@ -150,7 +155,7 @@ class KeyframeJob:
         self.audio_path = None if audio_path is None else Path(audio_path)
         self.batch_size = batch_size
         self.seed = seed
-        self.infotext = infotext or default_infotext(params, self.width, self.height)
+        self.infotext = infotext or default_infotext(params, plan, self.width, self.height)
         self.interp_model = interp_model
         self.progress = progress or null_progress
         self.stop = stop

@@ -61,12 +61,13 @@ class FramePlan:
 
     @property
     def prompt(self) -> str:
-        """The prompt that dominates the blend (the one shown as the frame's prompt)."""
-        return self.prompt_b if self.weight >= 0.5 else self.prompt_a
+        """The frame's prompt as shown: the key it travels from (``prompt_a``)."""
+        return self.prompt_a
 
     @property
     def seed(self) -> int:
-        return self.seed_b if self.weight >= 0.5 else self.seed_a
+        """The frame's seed as shown: the key it travels from (``seed_a``)."""
+        return self.seed_a
 
     def motion(self) -> dict[str, float]:
         """``warp2d`` keyword arguments for this frame."""

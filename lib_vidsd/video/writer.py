@@ -278,6 +278,62 @@ def write_video(
     return target
 
 
+def mux_audio(
+    video_path: str | os.PathLike,
+    audio_path: str | os.PathLike,
+    *,
+    start: float = 0.0,
+    out_path: str | os.PathLike | None = None,
+) -> Path:
+    """Put the audio of ``audio_path`` (from ``start`` seconds on) under the video of ``video_path``.
+
+    The video stream and the metadata are copied as they are; the audio (any file or video ffmpeg
+    reads, its first audio stream) is encoded to AAC in MP4, to Opus (else Vorbis) in WEBM. The
+    result ends with the shorter of the two streams (``-shortest``). It is written to a temporary
+    file beside ``out_path`` (default: ``video_path`` itself, replaced) and renamed when complete.
+
+    Raises:
+        ConfigError: GIF/WEBP/APNG output (field ``format``: no audio track possible; callers skip
+            them), a missing file, no audio stream (field ``audio``) or ``start`` < 0.
+        EncodeError: ffmpeg failed (its words attached) or has no suitable audio encoder.
+    """
+    video, audio = Path(video_path), Path(audio_path)
+    target = Path(out_path) if out_path is not None else video
+    fmt = SUFFIX_FORMAT.get(video.suffix.lower())
+    codecs = {VideoFormat.MP4: ("aac",), VideoFormat.WEBM: ("libopus", "libvorbis")}.get(fmt)
+    if codecs is None:
+        name = fmt.value if fmt else video.suffix or str(video)
+        raise ConfigError("format", name, ["mp4", "webm"], "only MP4 and WEBM files can carry an audio track")
+    if not video.is_file():
+        raise ConfigError("video", str(video), "an existing mp4 or webm file")
+    if not audio.is_file():
+        raise ConfigError("audio", str(audio), "an existing audio or video file with an audio track")
+    if not start >= 0:
+        raise ConfigError("audio_start", start, "seconds >= 0")
+    exe = ffmpeg.ffmpeg_exe()
+    have = ffmpeg.encoders(exe)
+    codec = next((c for c in codecs if c in have), None)
+    if codec is None:
+        raise EncodeError(f"this ffmpeg ({exe}) has no {' or '.join(codecs)} encoder for {fmt.value} audio")
+    argv = ["-hide_banner", "-nostdin", "-y", "-v", "error", "-i", str(video), "-ss", f"{start:.6f}", "-i", str(audio)]
+    argv += ["-map", "0:v:0", "-map", "1:a:0", "-map_metadata", "0", "-c:v", "copy", "-c:a", codec, "-shortest"]
+    if fmt is VideoFormat.MP4:
+        argv += ["-movflags", "+faststart"]
+    temp = _temp_beside(target)
+    try:
+        out = ffmpeg.run(argv + ["-f", fmt.value, str(temp)])
+        if out.returncode != 0:
+            said = ffmpeg.stderr_tail(out.stderr)
+            if "matches no streams" in said:
+                raise ConfigError("audio", str(audio), "a file with an audio track", "it has none")
+            raise EncodeError(f"adding the audio of {audio} to {video} failed", said)
+        os.replace(temp, target)
+    finally:
+        temp.unlink(missing_ok=True)
+    log.info("muxed audio %s into %s", audio, target)
+    return target
+
+
 def _stream(exe, argv, first, rest, total, progress, stop, width, height) -> None:
     log.debug("ffmpeg %s", " ".join(argv))
     with tempfile.TemporaryFile() as err:
