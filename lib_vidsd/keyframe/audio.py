@@ -20,6 +20,7 @@ the audio track of a video) is first decoded by ffmpeg to a temporary WAV.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import numbers
@@ -71,6 +72,8 @@ def load_audio(path: str | os.PathLike, sr: int = SAMPLE_RATE) -> tuple[np.ndarr
         ConfigError: field ``audio``: no such file, no audio stream, or a file ffmpeg cannot read
             (ffmpeg's words in the hint).
     """
+    if isinstance(sr, bool) or not isinstance(sr, numbers.Integral) or sr <= 0:
+        raise ConfigError("sample_rate", sr, "a whole number of Hz > 0")
     source = Path(path)
     if not source.is_file():
         raise ConfigError("audio", str(source), _ALLOWED, "no such file")
@@ -113,10 +116,21 @@ def _check_fps(fps: float) -> float:
     return fps
 
 
-def _check_component(component: str) -> str:
-    if component not in AUDIO_COMPONENTS:
-        raise ConfigError("audio_component", component, AUDIO_COMPONENTS)
-    return component
+def _choice(field: str, value, allowed: tuple[str, ...]) -> str:
+    """``value`` (a name or an enum member such as ``config.AudioComponent``) as its plain name."""
+    value = getattr(value, "value", value)
+    if value not in allowed:
+        raise ConfigError(field, value, allowed)
+    return value
+
+
+@contextlib.contextmanager
+def _short_input_ok():
+    """Audio shorter than one FFT window (2048 samples) is zero-padded, as Giffusion lets librosa do;
+    its warning about that is not news to the user."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=re.escape("n_fft=") + ".*too large", category=UserWarning)
+        yield
 
 
 @functools.lru_cache(maxsize=4)
@@ -173,12 +187,13 @@ def audio_keyframes(path: str | os.PathLike, fps: float, component: str = "both"
         ConfigError: ``fps`` not a number > 0, ``audio_component`` unknown, ``audio`` unreadable.
     """
     _check_fps(fps)
-    _check_component(component)
+    component = _choice("audio_component", component, AUDIO_COMPONENTS)
     samples = _component(path, component)
     librosa = _librosa("audio")
-    onsets = librosa.onset.onset_detect(
-        y=samples, sr=SAMPLE_RATE, hop_length=ONSET_HOP, wait=1, pre_avg=1, post_avg=1, pre_max=1, post_max=1
-    )
+    with _short_input_ok():
+        onsets = librosa.onset.onset_detect(
+            y=samples, sr=SAMPLE_RATE, hop_length=ONSET_HOP, wait=1, pre_avg=1, post_avg=1, pre_max=1, post_max=1
+        )
     onset_times = librosa.frames_to_time(onsets, sr=SAMPLE_RATE, hop_length=ONSET_HOP)
     duration = len(samples) / SAMPLE_RATE
     times = [0.0] + [float(t) for t in onset_times] + [duration]
@@ -203,13 +218,12 @@ def audio_weights(path: str | os.PathLike, fps: float, component: str = "both", 
     which Giffusion cannot analyse) gets linear weights ``linspace(0, 1, n)`` instead.
 
     Raises:
-        ConfigError: ``fps``, ``audio_component``, ``audio_mel_reduce`` or ``audio`` invalid; a call
+        ConfigError: ``fps``, ``audio_component``, ``audio_reduce`` or ``audio`` invalid; a call
             with ``end < start`` (field ``key_frames``).
     """
     _check_fps(fps)
-    _check_component(component)
-    if reduce not in MEL_REDUCE:
-        raise ConfigError("audio_mel_reduce", reduce, MEL_REDUCE)
+    component = _choice("audio_component", component, AUDIO_COMPONENTS)
+    reduce = _choice("audio_reduce", reduce, MEL_REDUCE)
     samples = _component(path, component)
     librosa = _librosa("audio")
 
@@ -227,9 +241,7 @@ def _segment_weights(librosa, samples: np.ndarray, start: int, end: int, fps: fl
     if piece.size == 0:
         log.debug("segment %d-%d has no audio: linear weights", start, end)
         return linear_weights(start, end)
-    with warnings.catch_warnings():
-        # a segment shorter than one FFT window (2048 samples) is padded, as Giffusion lets it be
-        warnings.filterwarnings("ignore", message=re.escape("n_fft=") + ".*too large", category=UserWarning)
+    with _short_input_ok():
         spec = librosa.feature.melspectrogram(y=piece, sr=SAMPLE_RATE, hop_length=int(SAMPLE_RATE // fps))
     # float32 throughout, as the spectrogram and Giffusion's in-place division leave it
     cumulative = np.cumsum(librosa.util.normalize(reducer(spec, axis=0)))

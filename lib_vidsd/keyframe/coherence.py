@@ -58,7 +58,9 @@ class LatentCoherence:
         if self.reference is not None:
             x = x - self.scale * 2.0 * (x - self.reference) / x.numel()
         if self.noise_level:
-            noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=x.device)
+            # drawn where the generator lives (a CPU one with a CUDA latent), then moved
+            where = self.generator.device if self.generator is not None else x.device
+            noise = torch.randn(x.shape, generator=self.generator, dtype=x.dtype, device=where).to(x.device)
             x = x + self.noise_level * noise
         if self.reference is None:
             self.reference = x.clone()

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from ..config import KeyframeMode, KeyframeParams
 from ..errors import ConfigError
 from ..schedule.curves import WeightFn, weight_function
-from ..schedule.keyframes import parse_seed_schedule, parse_series
+from ..schedule.keyframes import parse_series
 from ..schedule.prompt_keys import PromptSchedule, parse_prompt_keyframes
 from .latents import seed_schedule
 
@@ -162,18 +162,25 @@ def _prompt_schedule(
 
 
 def _key_seeds(params: KeyframeParams, key_frames: list[int], num_frames: int, seed: int) -> dict[int, int]:
+    """Each key's seed: the seed schedule read at the key's frame (whole numbers; -1 there, or no
+    schedule, means Giffusion's: the run's seed for the first key, ``seed_schedule(seed)[k]`` else)."""
     if params.fixed_latent:
         return dict.fromkeys(key_frames, seed)
-    if params.seed_schedule.strip():
-        seeds = parse_seed_schedule(params.seed_schedule, num_frames, seed=seed, field="seed_schedule")
-        for frame in key_frames:
-            if seeds[frame] < 0:
-                raise ConfigError(
-                    "seed_schedule", params.seed_schedule, "seeds >= 0", f"frame {frame} gets {seeds[frame]}"
-                )
-        return {frame: seeds[frame] for frame in key_frames}
     drawn = seed_schedule(seed, max(key_frames) + 1)
-    return {frame: (seed if i == 0 else drawn[frame]) for i, frame in enumerate(key_frames)}
+    seeds = {frame: (seed if i == 0 else drawn[frame]) for i, frame in enumerate(key_frames)}
+    text = params.seed_schedule
+    if not text.strip():
+        return seeds
+    values = parse_series(text, num_frames, seed=seed, field="seed_schedule")
+    for frame in key_frames:
+        value = values[frame]
+        if value == -1:
+            continue
+        if not (math.isfinite(value) and value == int(value) and 0 <= value < 2**53):
+            hint = f"the key at frame {frame} gets {value:g}"
+            raise ConfigError("seed_schedule", text, "whole-number seeds 0..2**53-1 (or -1) at the prompt keys", hint)
+        seeds[frame] = int(value)
+    return seeds
 
 
 def _series(params: KeyframeParams, name: str, n: int, seed: int, low: float | None, high: float | None) -> list[float]:

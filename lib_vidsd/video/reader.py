@@ -92,6 +92,16 @@ def probe(path: str | os.PathLike) -> VideoInfo:
     return _probe_ffmpeg(path)
 
 
+def has_audio(path: str | os.PathLike) -> bool:
+    """Whether ffmpeg finds an audio stream in ``path`` (a video, or an audio file such as WAV/MP3)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DecodeError(f"no such file: {path}")
+    out = ffmpeg.run(["-hide_banner", "-nostdin", "-i", str(path)], timeout=60)
+    said = out.stderr.decode("utf-8", errors="replace")
+    return re.search(r"Stream #\d+:\d+.*?: Audio:", said) is not None
+
+
 def _probe_folder(path: Path) -> VideoInfo:
     files = list_images(path)
     if not files:

@@ -145,11 +145,10 @@ def _audio_args(preset: Preset, opts: EncodeOptions) -> tuple[list[str], list[st
     if preset.audio_codec is None:
         raise ConfigError("audio_from", opts.audio_from, "only with mp4 or webm output", f"{preset.name} has no audio")
     source = Path(opts.audio_from)
-    from .reader import probe  # late: reader imports this module's helpers
+    from .reader import has_audio  # late: reader imports this module's helpers
 
-    info = probe(source)
-    if not info.has_audio:
-        raise ConfigError("audio_from", str(source), "a video that has an audio track")
+    if not has_audio(source):
+        raise ConfigError("audio_from", str(source), "a video or audio file that has an audio track")
     return ["-i", str(source)], ["-map", "0:v:0", "-map", "1:a:0", "-c:a", preset.audio_codec, "-shortest"]
 
 
