@@ -11,6 +11,7 @@ import launch
 # what the suite needs beyond A1111 1.10's requirements_versions.txt, with bounds
 REQUIREMENTS = {
     "imageio-ffmpeg": ">=0.4.9,<1",
+    "librosa": ">=0.10.2,<0.12",  # Keyframe animation's audio keys (onsets, loudness)
 }
 
 

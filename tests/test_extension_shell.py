@@ -46,18 +46,18 @@ def _versions(monkeypatch, installed: dict[str, str]):
 def test_install_asks_pip_for_missing_package(fake_launch, monkeypatch):
     _versions(monkeypatch, {})
     module = _load(ROOT / "install.py", "vidsd_install")
-    assert fake_launch.calls == ['install "imageio-ffmpeg>=0.4.9,<1"']
+    assert fake_launch.calls == ['install "imageio-ffmpeg>=0.4.9,<1"', 'install "librosa>=0.10.2,<0.12"']
     assert all("torch" not in name for name in module.REQUIREMENTS)
 
 
 def test_install_leaves_satisfied_package(fake_launch, monkeypatch):
-    _versions(monkeypatch, {"imageio-ffmpeg": "0.5.1"})
+    _versions(monkeypatch, {"imageio-ffmpeg": "0.5.1", "librosa": "0.11.0"})
     _load(ROOT / "install.py", "vidsd_install")
     assert fake_launch.calls == []
 
 
 def test_install_replaces_out_of_bounds_version(fake_launch, monkeypatch):
-    _versions(monkeypatch, {"imageio-ffmpeg": "0.4.2"})
+    _versions(monkeypatch, {"imageio-ffmpeg": "0.4.2", "librosa": "0.10.2"})
     _load(ROOT / "install.py", "vidsd_install")
     assert len(fake_launch.calls) == 1
 
