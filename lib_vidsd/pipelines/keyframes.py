@@ -53,6 +53,7 @@ class DiffusersKeyframeRenderer:
 
     def __init__(self, sd: SDModel, gen: GenerationParams, *, stop: StopToken | None = None):
         self.sd, self.gen, self.stop = sd, gen, stop
+        self._encoded: dict[tuple[str, ...], torch.Tensor] = {}  # the last batches' prompts (a segment repeats them)
 
     def __call__(self, request: KeyframeRequest) -> list[Image.Image]:
         sd = self.sd
@@ -67,7 +68,12 @@ class DiffusersKeyframeRenderer:
     def _conditioning(self, frames: Sequence[FramePlan]) -> tuple[torch.Tensor, torch.Tensor]:
         """Per frame the slerp of its two prompts' embeddings; all encoded together, so they share one length."""
         prompts = sorted({p for f in frames for p in (f.prompt_a, f.prompt_b)})
-        encoded = encode_prompts(self.sd, [*prompts, self.gen.negative_prompt])
+        key = (*prompts, self.gen.negative_prompt)
+        if key not in self._encoded:
+            if len(self._encoded) >= 8:
+                self._encoded.pop(next(iter(self._encoded)))
+            self._encoded[key] = encode_prompts(self.sd, list(key))
+        encoded = self._encoded[key]
         table = dict(zip(prompts, encoded[:-1], strict=True))
         rows = []
         for f in frames:
