@@ -204,3 +204,13 @@ def test_pad_rejects_partial_chunks():
     with pytest.raises(ConfigError) as info:
         pad_to_same_length(_cond(77), _cond(100))
     assert info.value.field == "uncond"
+
+
+def test_deforum_json_prompts_travel_through_the_keyframe_engine():
+    travel = parse_prompt_travel('{"0": "a corgi", "max_f": "a lion", "40": "past the clip"}', 16)
+    assert travel.keyframes == [(0, "a corgi"), (15, "a lion")]
+    assert travel.per_frame_prompts()[14:] == ["a corgi", "a lion"]
+    assert parse_prompt_travel("{red|blue} ball", 8) is None  # a wildcard prompt is not JSON
+    with pytest.raises(ConfigError) as info:
+        parse_prompt_travel('{"0": "a", "x+": "b"}', 8)
+    assert info.value.field == "prompt"

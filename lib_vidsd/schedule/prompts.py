@@ -1,5 +1,7 @@
 """Prompt travel: per-frame prompts from keyframe lines, and blending their conditionings.
 
+Deforum's JSON prompt object is accepted too (the keyframe engine's form, see :func:`_json_keys`).
+
 The text format is sd-webui-animatediff's (``scripts/animatediff_prompt.py``)::
 
     a lighthouse on a cliff, dusk        <- head lines (any number)
@@ -28,6 +30,7 @@ by a spherical blend of the rows at the two keys around ``i`` (see :meth:`Prompt
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -221,6 +224,9 @@ def parse_prompt_travel(text: str, num_frames: int, *, batch_frames: int | None 
     batch = num_frames if batch_frames is None else batch_frames
     if batch < num_frames:
         raise ConfigError("batch_frames", batch_frames, f"{num_frames} or more (at least num_frames)")
+    json_keys = _json_keys(text, num_frames)
+    if json_keys is not None:
+        return PromptTravel(json_keys, num_frames, batch, text)
     parts = _split(_lines(text))
     if not parts.keys:
         return None
@@ -229,6 +235,24 @@ def parse_prompt_travel(text: str, num_frames: int, *, batch_frames: int | None 
     keyframes = [(frame, f"{head}, {key_text}, {tail}") for frame, (key_text, _) in parts.keys.items()]
     log.debug("prompt travel with keys %s", [f for f, _ in keyframes])
     return PromptTravel(keyframes, num_frames, batch, text)
+
+
+def _json_keys(text: str, num_frames: int) -> list[tuple[int, str]] | None:
+    """Deforum's JSON prompt object (``{"0": "a corgi", "max_f": "a lion"}``) as keys, read by the keyframe
+    engine (:func:`lib_vidsd.schedule.prompt_keys.parse_prompt_keyframes`: expression keys, keys past the
+    clip ignored); ``None`` when ``text`` is not a JSON object (``{a|b}`` wildcards stay prompts)."""
+    stripped = text.strip()
+    if not (stripped.startswith("{") and stripped.endswith("}")):
+        return None
+    try:
+        data = json.loads(stripped)
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    from .prompt_keys import parse_prompt_keyframes
+
+    return parse_prompt_keyframes(stripped, num_frames, field="prompt").keyframes
 
 
 def slerp(v0: torch.Tensor, v1: torch.Tensor, t: float, threshold: float = DOT_THRESHOLD) -> torch.Tensor:
