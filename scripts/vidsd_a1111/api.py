@@ -46,7 +46,37 @@ def check_request(body: Any, *, model_is_sdxl: bool | None) -> dict | None:
     acceptable (or absent), else the 422 answer: ``{"error", "field", "value", "allowed", "detail"}``."""
     if not isinstance(body, dict):
         return None
-    return _check_animatediff(body, model_is_sdxl) or _check_steps(body, model_is_sdxl) or _check_multiframe(body)
+    return (
+        _check_animatediff(body, model_is_sdxl)
+        or _check_steps(body, model_is_sdxl)
+        or _check_multiframe(body)
+        or _check_keyframes(body)
+    )
+
+
+def _check_keyframes(body: dict) -> dict | None:
+    """``script_name: "Keyframe animation"`` with ``script_args: [{...}]`` (uploads as base64);
+    an img2img request is one with ``init_images``."""
+    if str(body.get("script_name") or "").lower() != binding.KEYFRAMES.key.lower():
+        return None
+    args = body.get("script_args") or []
+    if not isinstance(args, list):
+        return _config_answer(ConfigError("script_args", type(args).__name__, "a list: [{...}]"))
+    try:
+        from .keyframes_job import check, parse
+
+        params, audio_path, video_path = parse(args, is_api=True)
+        animatediff = _script_args(body, SCRIPT_NAME)
+        if animatediff and (
+            animatediff[0] is True or isinstance(animatediff[0], dict) and animatediff[0].get("enable")
+        ):
+            raise ConfigError("AnimateDiff", "enabled", "off while Keyframe animation renders its frames")
+        check(params, audio_path, video_path, body, is_img2img=bool(body.get("init_images")))
+    except ConfigError as e:
+        return _config_answer(e)
+    except VidsdError as e:
+        return {"error": type(e).__name__, "field": "interp_model", "detail": str(e)}
+    return None
 
 
 def _check_multiframe(body: dict) -> dict | None:
@@ -184,6 +214,7 @@ def _add_routes(app, JSONResponse) -> None:
     app.add_api_route("/vidsd/v1/version", lambda: {"version": __version__}, methods=["GET"])
     app.add_api_route("/vidsd/v1/schema", binding.schema, methods=["GET"])
     app.add_api_route("/vidsd/v1/schema/steps", binding.STEPS.schema, methods=["GET"])
+    app.add_api_route("/vidsd/v1/schema/keyframes", binding.KEYFRAMES.schema, methods=["GET"])
     app.add_api_route("/vidsd/v1/motion_modules", motion_modules, methods=["GET"])
 
     from . import interp_route
@@ -207,6 +238,25 @@ def _add_routes(app, JSONResponse) -> None:
         return JSONResponse(content=answer)
 
     app.add_route("/vidsd/v1/interpolate", interpolate_route, methods=["POST"])
+
+    async def audio_keyframes_route(request):
+        from starlette.concurrency import run_in_threadpool
+
+        from lib_vidsd.config import MAX_UPLOAD_BYTES
+
+        from .keyframes_job import audio_keyframes_request
+
+        raw = await request.body()
+        if len(raw) > MAX_UPLOAD_BYTES * 4 // 3 + 4096:
+            return JSONResponse(status_code=413, content={"error": "TooLarge", "detail": "request body too large"})
+        try:
+            answer = await run_in_threadpool(audio_keyframes_request, json.loads(raw or b"{}"))
+        except ValueError as e:  # ConfigError is a ValueError, and so is bad JSON
+            content = {"error": type(e).__name__, "field": getattr(e, "field", "body"), "detail": str(e)}
+            return JSONResponse(status_code=422, content=content)
+        return JSONResponse(content=answer)
+
+    app.add_route("/vidsd/v1/audio_keyframes", audio_keyframes_route, methods=["POST"])
 
 
 def _loaded_is_sdxl() -> bool | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import re
 from dataclasses import dataclass
 from typing import Any, Type
 
@@ -16,6 +17,7 @@ from lib_vidsd.config import (
     AnimateDiffParams,
     Choice,
     FieldInfo,
+    KeyframeParams,
     MultiFrameParams,
     Params,
     StepsAnimationParams,
@@ -252,9 +254,151 @@ MULTIFRAME_BINDS: tuple[Bind, ...] = (
     Bind("input_frames", "Input frames (base64)", "", infotext=False),
 )
 
+KEYFRAMES_BINDS: tuple[Bind, ...] = (
+    # prompts and frames
+    Bind("prompts", "Prompt keyframes ('frame: prompt' lines; the prompt box is added to each)", "textarea"),
+    Bind("max_frames", "Frames (0: last key + 1, or the video's / audio's length)", "number"),
+    Bind("fps", "FPS (0: 10, or the input video's)", "number"),
+    # interpolation and seeds
+    Bind("interpolation", "Interpolation between keys", "radio"),
+    Bind("interpolation_args", "Interpolation arguments (sine: frequencies; curve: a schedule)", "textbox"),
+    Bind("seed_schedule", "Seed schedule of the keys (empty: drawn from the seed)", "textbox"),
+    Bind("fixed_latent", "Same starting noise for every key (only the prompt travels)", "checkbox"),
+    # mode and motion
+    Bind("mode", "Mode", "radio"),
+    Bind("strength", "Denoising strength schedule", "textbox"),
+    Bind("cfg_scale", "CFG scale schedule (empty: the CFG scale)", "textbox"),
+    Bind("zoom", "Zoom", "textbox"),
+    Bind("angle", "Angle", "textbox"),
+    Bind("translation_x", "Translation X", "textbox"),
+    Bind("translation_y", "Translation Y", "textbox"),
+    Bind("pivot_x", "Pivot X", "textbox"),
+    Bind("pivot_y", "Pivot Y", "textbox"),
+    Bind("border", "Border", "dropdown"),
+    # coherence and colour
+    Bind("coherence_scale", "Latent coherence (0: off)", "number"),
+    Bind("coherence_alpha", "Coherence reference follow rate", "slider", step=0.01),
+    Bind("coherence_every", "Coherence every N steps", "number"),
+    Bind("coherence_noise", "Coherence noise", "slider", ui_max=1, step=0.01),
+    Bind("color_match", "Colour match to the first frame", "slider", step=0.05),
+    Bind("color_space", "Colour match space", "dropdown"),
+    # audio
+    Bind("audio_component", "Audio component", "radio"),
+    Bind("audio_reduce", "Loudness of a spectrogram column", "radio"),
+    Bind("audio_keys", "Prompt keys on the audio's onsets", "checkbox"),
+    Bind("audio_weights", "Interpolate with the audio's loudness", "checkbox"),
+    Bind("mux_audio", "Put the audio into MP4/WEBM", "checkbox"),
+    # video input
+    Bind("video_every", "Every N-th input video frame", "number"),
+    # output
+    Bind("output_name", "Output folder name", "textbox"),
+    Bind("resume", "Resume into that folder", "checkbox", infotext=False),
+    Bind("format", "Video formats", "checkboxgroup"),
+    Bind("loop", "Loop (GIF/WEBP/APNG; 0 = forever)", "number"),
+    Bind("interp", "Frame interpolation", "dropdown"),
+    Bind("interp_x", "Interpolation factor", "number"),
+    Bind("interp_model", "FILM/RIFE weights", "dropdown"),
+    # API only: the uploads as base64 (the UI has file uploads instead)
+    Bind("audio", "Audio (base64)", "", infotext=False),
+    Bind("video", "Input video (base64)", "", infotext=False),
+)
+
+#: what the WebUI's empty ``gr.Number`` sends back, read as "no value"
+KEYFRAMES_ZERO_IS_EMPTY = ("fps",)
+_NEEDS_QUOTES = re.compile(r"[,:'\"\\\n\r\t]|^\s|\s$")
+_ENTRY_PAIR = re.compile(r"\s*([^:,']+?):\s*('(?:[^'\\]|\\.)*'|[^,]*?)\s*(?:,|$)")
+_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+_UNESCAPES = {"n": "\n", "r": "\r", "t": "\t"}
+
+
+class KeyframeBinding(Binding):
+    """The Keyframe animation table. Its infotext entry lists the settings that differ from the
+    defaults (``mode`` always); a value with a comma, colon, quote or line break goes in single
+    quotes with backslash escapes (single quotes, so A1111's own JSON quoting of the entry adds
+    few backslashes), so schedules and prompt keys survive the trip. Pasting it restores every
+    widget (those not listed to their defaults), the run's prompt box and seed, and selects the
+    script."""
+
+    #: per-frame and per-run keys of the entry that are not parameters
+    RUN_KEYS = ("frame", "weight", "from", "to", "seeds", "base_prompt", "base_seed")
+
+    def infotext(self, params: Any, *, is_img2img: bool = False, extra: dict[str, Any] | None = None) -> str:
+        parts = []
+        for b in self.binds:
+            if not b.infotext:
+                continue
+            value = _plain(getattr(params, b.field))
+            if b.field != "mode" and value == self.fields[b.field].default:
+                continue
+            parts.append(f"{b.field}: {_entry_value(value)}")
+        parts += [f"{key}: {_entry_value(value)}" for key, value in (extra or {}).items() if value is not None]
+        return ", ".join(parts)
+
+    def parse_infotext(self, text: str) -> dict[str, str]:
+        out = {}
+        for key, raw in _ENTRY_PAIR.findall(text):
+            key = key.strip()
+            if key in self.fields or key in self.RUN_KEYS:
+                out[key] = _unquote(raw)
+        return out
+
+    def paste_values(self, text: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """``(widget values, run keys)`` of an entry: every widget field, typed as its widget wants
+        it (the defaults where the entry says nothing); fields whose text no longer validates keep
+        their defaults."""
+        given = self.parse_infotext(text)
+        values = {}
+        for b in self.widget_bindings():
+            default = self.fields[b.field].default
+            values[b.field] = default
+            if b.field not in given or not b.infotext:
+                continue
+            raw = given[b.field]
+            try:
+                text = [x for x in raw.split("+") if x] if isinstance(default, list) else raw
+                typed = self.parse_args([{b.field: text}])
+            except ConfigError:
+                continue
+            values[b.field] = _plain(getattr(typed, b.field))
+        return values, {k: v for k, v in given.items() if k in self.RUN_KEYS}
+
+    def infotext_pasted(self, _infotext: str, params: dict) -> None:
+        value = params.get(self.key)
+        if not isinstance(value, str):
+            return
+        values, run = self.paste_values(value)
+        for field, typed in values.items():
+            params[self.paste_label(field)] = typed
+        params.setdefault("Script", self.key)
+        if "base_prompt" in run:  # the frame's own prompt and seed are in the infotext; the run's go back
+            params["Prompt"] = run["base_prompt"]
+        if "base_seed" in run:
+            params["Seed"] = run["base_seed"]
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, list):
+        return [getattr(v, "value", v) for v in value]
+    return getattr(value, "value", value)
+
+
+def _entry_value(value: Any) -> str:
+    text = "" if value is None else _text(value) if not isinstance(value, bool) else str(value)
+    if not _NEEDS_QUOTES.search(text):
+        return text
+    return "'" + "".join(_ESCAPES.get(ch, ch) for ch in text) + "'"
+
+
+def _unquote(raw: str) -> str:
+    if len(raw) >= 2 and raw[0] == raw[-1] == "'":
+        return re.sub(r"\\(.)", lambda m: _UNESCAPES.get(m.group(1), m.group(1)), raw[1:-1], flags=re.S)
+    return raw
+
+
 ANIMATEDIFF = Binding(AnimateDiffParams, "AnimateDiff", ANIMATEDIFF_BINDS, "enable", images=("last_frame",))
 STEPS = Binding(StepsAnimationParams, "Steps animation", STEPS_BINDS, "enabled")
 MULTIFRAME = Binding(MultiFrameParams, "Multi-frame rendering", MULTIFRAME_BINDS, None)
+KEYFRAMES = KeyframeBinding(KeyframeParams, "Keyframe animation", KEYFRAMES_BINDS, None)
 
 # AnimateDiff's table under the module-level names the rest of the glue uses
 INFOTEXT_KEY = ANIMATEDIFF.key

@@ -4,10 +4,18 @@ no side effects."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 from . import binding, models
 
 #: elem_id prefix of each accordion's widgets
-PREFIX = {binding.ANIMATEDIFF.key: "vidsd_ad", binding.STEPS.key: "vidsd_sa", binding.MULTIFRAME.key: "vidsd_mf"}
+PREFIX = {
+    binding.ANIMATEDIFF.key: "vidsd_ad",
+    binding.STEPS.key: "vidsd_sa",
+    binding.MULTIFRAME.key: "vidsd_mf",
+    binding.KEYFRAMES.key: "vidsd_kf",
+}
 
 
 def widget_spec(b: binding.Bind, is_img2img: bool, bnd: binding.Binding = binding.ANIMATEDIFF) -> dict:
@@ -148,32 +156,176 @@ CONTROLNET_NOTE = (
 )
 
 
+@dataclass(frozen=True)
+class Upload:
+    """A file upload of a selectable script: its value comes before the binding's fields, in
+    order; ``group`` is the layout entry it opens (``None``: above everything)."""
+
+    name: str
+    label: str
+    hover: str
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class PlainSpec:
+    """How a selectable script's widgets are laid out. ``layout`` entries are ``(kind, fields)``
+    with kind ``row`` or ``accordion:<title>``; inside an accordion a tuple of fields is one row.
+    ``extras(gr, group, widgets, uploads, tab)`` adds more inside a group (buttons).
+    ``typed_paste``: the binding's ``infotext_pasted`` leaves typed values; the widgets take them
+    as ``gr.update`` (so an empty number can be pasted too)."""
+
+    layout: tuple
+    uploads: tuple[Upload, ...]
+    note: str = ""
+    extras: Callable | None = None
+    typed_paste: bool = False
+
+
+KEYFRAMES_LAYOUT: tuple = (
+    ("row", ("prompts",)),
+    ("row", ("mode", "max_frames", "fps")),
+    ("accordion:Interpolation and seeds", (("interpolation", "interpolation_args"), ("seed_schedule", "fixed_latent"))),
+    (
+        "accordion:Strength, CFG and 2D motion (Deforum schedules: '0: (1.0), 30: (1.2)')",
+        (
+            ("strength", "cfg_scale"),
+            ("zoom", "angle"),
+            ("translation_x", "translation_y"),
+            ("pivot_x", "pivot_y"),
+            "border",
+        ),
+    ),  # fmt: skip
+    (
+        "accordion:Coherence and colour",
+        (
+            ("coherence_scale", "coherence_every"),
+            ("coherence_alpha", "coherence_noise"),
+            ("color_match", "color_space"),
+        ),
+    ),
+    ("accordion:Audio", (("audio_component", "audio_reduce"), ("audio_keys", "audio_weights", "mux_audio"))),
+    ("accordion:Input video (mode video)", ("video_every",)),
+    ("accordion:Output", (("output_name", "resume"), "format", ("loop", "interp", "interp_x", "interp_model"))),
+)
+
+
+def _keyframe_extras(gr, group: str, widgets: dict, uploads: dict, tab: str) -> None:
+    """The Audio group's "Analyse audio" button: the onsets as key frames, before rendering."""
+    if group != "accordion:Audio":
+        return
+
+    def analyse(upload, fps, component):
+        from .keyframes_job import analyse_audio
+
+        return analyse_audio(upload, fps, component)
+
+    button = gr.Button("Analyse audio", elem_id=f"vidsd_kf_{tab}_analyse")
+    out = gr.Textbox(
+        label="Key frames (frame: timestamp)", lines=6, interactive=False, elem_id=f"vidsd_kf_{tab}_onsets"
+    )
+    button.click(fn=analyse, inputs=[uploads["audio"], widgets["fps"], widgets["audio_component"]], outputs=[out])
+
+
+PLAIN: dict[str, PlainSpec] = {
+    binding.MULTIFRAME.key: PlainSpec(
+        MULTIFRAME_LAYOUT,
+        (
+            Upload(
+                "upload",
+                "Input video (or use an input folder below)",
+                "A video to stylise (or name an input folder below).",
+            ),
+        ),
+        note=CONTROLNET_NOTE,
+    ),
+    binding.KEYFRAMES.key: PlainSpec(
+        KEYFRAMES_LAYOUT,
+        (
+            Upload(
+                "audio",
+                "Audio file",
+                "Audio for onset keys, loudness weights and the video's sound.",
+                "accordion:Audio",
+            ),
+            Upload(
+                "video",
+                "Input video (mode video)",
+                "The video whose frames start each frame in mode video.",
+                "accordion:Input video (mode video)",
+            ),
+        ),  # fmt: skip
+        extras=_keyframe_extras,
+        typed_paste=True,
+    ),
+}
+EXTRA_TITLES = {
+    "vidsd_kf_{tab}_analyse": "Show the audio's onsets as key frames (frame: seconds) at the FPS above (10 when 0).",
+    "vidsd_kf_{tab}_onsets": "The audio's key frames: with 'Prompt keys on the audio's onsets' the prompt keys move there.",
+}
+
+
 def build_plain(script, is_img2img: bool, bnd: binding.Binding = binding.MULTIFRAME) -> list:
-    """The widgets of a selectable script (no accordion, no enable box): an upload first, then the
+    """The widgets of a selectable script (no accordion, no enable box): the uploads first, then the
     binding's fields; returns the components in positional-argument order."""
     import json
 
     import gradio as gr
     from modules.ui_components import FormRow
 
+    spec = PLAIN[bnd.key]
     tab = "img2img" if is_img2img else "txt2img"
     prefix = PREFIX[bnd.key]
     binds = {b.field: b for b in bnd.widget_bindings()}
-    by_field = {}
-    upload = gr.File(label="Input video (or use an input folder below)", elem_id=f"{prefix}_{tab}_upload")
-    gr.HTML(f"<p class='vidsd-note'>{_attr(CONTROLNET_NOTE)}</p>")
-    for kind, fields in MULTIFRAME_LAYOUT:
+    by_field: dict = {}
+    uploads: dict = {}
+
+    def add_uploads(group):
+        for up in spec.uploads:
+            if up.group == group:
+                uploads[up.name] = gr.File(label=up.label, elem_id=f"{prefix}_{tab}_{up.name}")
+
+    def add(field):
+        by_field[field] = _widget(gr, binds[field], widget_spec(binds[field], is_img2img, bnd), visible=True)
+
+    add_uploads(None)
+    if spec.note:
+        gr.HTML(f"<p class='vidsd-note'>{_attr(spec.note)}</p>")
+    for kind, fields in spec.layout:
         container = gr.Accordion(kind.split(":", 1)[1], open=False) if kind.startswith("accordion:") else FormRow()
         with container:
-            for f in fields:
-                by_field[f] = _widget(gr, binds[f], widget_spec(binds[f], is_img2img, bnd), visible=True)
-    hover = {**titles(tab, bnd), f"{prefix}_{tab}_upload": "A video to stylise (or name an input folder below)."}
+            add_uploads(kind)
+            for entry in fields:
+                if isinstance(entry, tuple):
+                    with FormRow():
+                        for f in entry:
+                            add(f)
+                else:
+                    add(entry)
+            if spec.extras is not None:
+                spec.extras(gr, kind, by_field, uploads, tab)
+    hover = {**titles(tab, bnd), **{f"{prefix}_{tab}_{up.name}": up.hover for up in spec.uploads}}
+    hover.update({k.format(tab=tab): v for k, v in EXTRA_TITLES.items() if k.startswith(prefix)})
     gr.HTML(f"<div id='vidsd_titles_{prefix}_{tab}' hidden data-titles='{_attr(json.dumps(hover))}'></div>")
     components = [by_field[b.field] for b in bnd.widget_bindings()]
-    script.infotext_fields = [
-        (by_field[b.field], bnd.paste_label(b.field)) for b in bnd.widget_bindings() if b.infotext
-    ]
-    return [upload, *components]
+    pasted = [b for b in bnd.widget_bindings() if b.infotext or spec.typed_paste]
+    if spec.typed_paste:
+        script.infotext_fields = [
+            (by_field[b.field], _typed_paste(gr, bnd.paste_label(b.field), b.widget == "number")) for b in pasted
+        ]
+    else:
+        script.infotext_fields = [(by_field[b.field], bnd.paste_label(b.field)) for b in pasted]
+    return [*(uploads[up.name] for up in spec.uploads), *components]
+
+
+def _typed_paste(gr, label: str, number: bool):
+    def value(params: dict):
+        if label not in params:
+            return gr.update()
+        typed = params[label]
+        return gr.update(value=0 if typed is None and number else typed)  # an empty number shows 0
+
+    return value
 
 
 def _attr(text: str) -> str:

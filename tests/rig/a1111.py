@@ -109,10 +109,10 @@ class TinySdModel(torch.nn.Module):
 
 def reset_stub(outdir: str | Path) -> None:
     """Put the stub's globals back to a fresh WebUI: default settings (options added by
-    ``add_option`` removed), a new job state, no callbacks, scripts, extensions or recorded errors,
-    ``sd_model = None``; output folders under ``outdir``."""
+    ``add_option`` removed), a new job state, no callbacks, scripts, extensions, styles, cached
+    conds or recorded errors, ``sd_model = None``; output folders under ``outdir``."""
     install_stub()
-    from modules import errors, extensions, script_callbacks, scripts, shared
+    from modules import errors, extensions, processing, script_callbacks, scripts, shared
 
     if not _PRISTINE_OPTIONS:
         _PRISTINE_OPTIONS.update(shared.opts.data_labels)
@@ -132,6 +132,9 @@ def reset_stub(outdir: str | Path) -> None:
     shared.state.__init__()
     shared.total_tqdm.clear()
     shared.sd_model = None
+    shared.prompt_styles.styles.clear()
+    processing.StableDiffusionProcessing.cached_c = [None, None]
+    processing.StableDiffusionProcessing.cached_uc = [None, None]
     script_callbacks.clear_callbacks()
     errors.exception_records.clear()
     extensions.extensions.clear()

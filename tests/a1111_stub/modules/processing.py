@@ -11,8 +11,15 @@ and for each image ``postprocess_image``, ``postprocess_maskoverlay``,
 ``postprocess_image_after_composite`` and saving. ``postprocess`` comes last and only when
 nothing raised; an exception from sampling propagates.
 
-Not modelled: styles, extra networks, hires fix, inpainting, face restoration, colour correction,
-grids, variation seeds, prompt editing. Conds are ``sd_model.get_learned_conditioning`` tensors.
+Per batch, as in the WebUI: ``p.rng`` (an ``rng.ImageRNG`` over the batch's seeds) is made before
+``before_process_batch`` and gives the sampler its starting noise; extra-network tags are taken out
+of ``p.prompts``; ``setup_conds`` fills ``p.c`` (a ``prompt_parser.MulticondLearnedConditioning``)
+and ``p.uc`` through ``get_conds_with_caching``, whose caches ``StableDiffusionProcessing.cached_c``
+/ ``cached_uc`` are shared by every ``p`` and survive the job (``persistent_cond_cache``), so the
+next job with the same prompts gets the very same objects.
+
+Not modelled: styles (``shared.prompt_styles`` holds none), activating extra networks, hires fix,
+face restoration, colour correction, grids, variation seeds, prompt editing.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from modules import images, infotext_utils, scripts, sd_samplers, shared
+from modules import devices, extra_networks, images, infotext_utils, prompt_parser, rng, scripts, sd_samplers, shared
 from PIL import Image, ImageOps
 
 opt_C = 4  # latent channels
@@ -113,10 +120,15 @@ class StableDiffusionProcessing:
     script_args_value: list = field(default=None, init=False)
     scripts_setup_complete: bool = field(default=False, init=False)
 
+    cached_uc = [None, None]
+    cached_c = [None, None]
+
     comments: dict = None
     sampler: Any = field(default=None, init=False)
     c: Any = field(default=None, init=False)
     uc: Any = field(default=None, init=False)
+    rng: Any = field(default=None, init=False)
+    step_multiplier: int = field(default=1, init=False)
     all_prompts: list = field(default=None, init=False)
     all_negative_prompts: list = field(default=None, init=False)
     all_seeds: list = field(default=None, init=False)
@@ -143,6 +155,8 @@ class StableDiffusionProcessing:
         self.override_settings = self.override_settings or {}
         if self.script_args_value is None:
             self.script_args_value = {}  # what the WebUI leaves there until scripts are attached
+        self.cached_uc = StableDiffusionProcessing.cached_uc
+        self.cached_c = StableDiffusionProcessing.cached_c
 
     def setup_scripts(self):
         """Let the scripts' ``setup`` see ``p``; happens once per ``p``."""
@@ -160,12 +174,68 @@ class StableDiffusionProcessing:
         )
         if len(self.all_prompts) != len(self.all_negative_prompts):
             raise RuntimeError("prompt and negative prompt lists differ in length")
+        styles = shared.prompt_styles
+        self.all_prompts = [styles.apply_styles_to_prompt(x, self.styles) for x in self.all_prompts]
+        self.all_negative_prompts = [
+            styles.apply_negative_styles_to_prompt(x, self.styles) for x in self.all_negative_prompts
+        ]
         self.main_prompt, self.main_negative_prompt = self.all_prompts[0], self.all_negative_prompts[0]
 
+    def cached_params(self, required_prompts, steps, extra_network_data, hires_steps=None, use_old_scheduling=False):
+        """What must be equal for a cached cond to be reused (the WebUI's list, less the settings the
+        stub does not have)."""
+        opts = shared.opts
+        return (
+            required_prompts,
+            steps,
+            hires_steps,
+            use_old_scheduling,
+            opts.CLIP_stop_at_last_layers,
+            shared.sd_model.sd_checkpoint_info,
+            extra_network_data,
+            self.width,
+            self.height,
+        )
+
+    def get_conds_with_caching(self, function, required_prompts, steps, caches, extra_network_data, hires_steps=None):
+        """``function(shared.sd_model, required_prompts, steps, ...)``, or the object a cache in ``caches``
+        (``[params, result]`` pairs) holds for the same parameters; the result goes into ``caches[0]``."""
+        use_old = shared.opts.use_old_scheduling
+        params = self.cached_params(required_prompts, steps, extra_network_data, hires_steps, use_old)
+        for cache in caches:
+            if cache[0] is not None and params == cache[0]:
+                return cache[1]
+        cache = caches[0]
+        with devices.autocast():
+            cache[1] = function(shared.sd_model, required_prompts, steps, hires_steps, use_old)
+        cache[0] = params
+        return cache[1]
+
     def setup_conds(self):
-        model = self.sd_model
-        self.c = model.get_learned_conditioning(self.prompts)
-        self.uc = model.get_learned_conditioning(self.negative_prompts)
+        prompts = prompt_parser.SdConditioning(self.prompts, width=self.width, height=self.height)
+        negative_prompts = prompt_parser.SdConditioning(
+            self.negative_prompts, width=self.width, height=self.height, is_negative_prompt=True
+        )
+        total_steps = self.steps  # the stub's sampler takes one model call per step
+        self.step_multiplier = total_steps // self.steps
+        self.firstpass_steps = total_steps
+        self.uc = self.get_conds_with_caching(
+            prompt_parser.get_learned_conditioning,
+            negative_prompts,
+            total_steps,
+            [self.cached_uc],
+            self.extra_network_data,
+        )
+        self.c = self.get_conds_with_caching(
+            prompt_parser.get_multicond_learned_conditioning,
+            prompts,
+            total_steps,
+            [self.cached_c],
+            self.extra_network_data,
+        )
+
+    def parse_extra_network_prompts(self):
+        self.prompts, self.extra_network_data = extra_networks.parse_prompts(self.prompts)
 
     def txt2img_image_conditioning(self, x, width=None, height=None):
         return x.new_zeros(x.shape[0], 5, 1, 1)  # what a non-inpainting model gets
@@ -186,15 +256,13 @@ class StableDiffusionProcessing:
 
     def close(self):
         self.sampler = self.c = self.uc = None
+        if not shared.opts.persistent_cond_cache:
+            StableDiffusionProcessing.cached_c = [None, None]
+            StableDiffusionProcessing.cached_uc = [None, None]
 
     def comment(self, text):
         """Add a line to ``Processed.comments`` (each text once)."""
         self.comments[text] = 1
-
-    def _noise(self):
-        channels = getattr(self.sd_model, "latent_channels", opt_C)
-        shape = (channels, self.height // opt_f, self.width // opt_f)
-        return create_random_tensors(shape, self.seeds, self.subseeds, self.subseed_strength, p=self)
 
 
 StableDiffusionProcessing.sd_model = _SharedModel()  # after @dataclass, so the field default stays None
@@ -246,9 +314,10 @@ class Processed:
 def create_random_tensors(
     shape, seeds, subseeds=None, subseed_strength=0.0, seed_resize_from_h=0, seed_resize_from_w=0, p=None
 ):
-    """A stack of one ``randn(shape)`` per seed, each from a CPU generator seeded with it
-    (variation seeds and seed resizing are ignored)."""
-    return torch.stack([torch.randn(shape, generator=torch.Generator().manual_seed(int(s))) for s in seeds])
+    """A stack of one ``randn(shape)`` per seed (see ``rng.ImageRNG``)."""
+    g = rng.ImageRNG(shape, seeds, subseeds=subseeds, subseed_strength=subseed_strength,
+                     seed_resize_from_h=seed_resize_from_h, seed_resize_from_w=seed_resize_from_w)  # fmt: skip
+    return g.next()
 
 
 def get_fixed_seed(seed):
@@ -355,11 +424,17 @@ def process_images_inner(p: StableDiffusionProcessing) -> Processed:
             rows = slice(n * p.batch_size, (n + 1) * p.batch_size)
             p.prompts, p.negative_prompts = p.all_prompts[rows], p.all_negative_prompts[rows]
             p.seeds, p.subseeds = p.all_seeds[rows], p.all_subseeds[rows]
+            channels = getattr(shared.sd_model, "latent_channels", opt_C)
+            p.rng = rng.ImageRNG(
+                (channels, p.height // opt_f, p.width // opt_f), p.seeds, subseeds=p.subseeds,
+                subseed_strength=p.subseed_strength, seed_resize_from_h=p.seed_resize_from_h,
+                seed_resize_from_w=p.seed_resize_from_w,
+            )  # fmt: skip
             batch = {"batch_number": n, "prompts": p.prompts, "seeds": p.seeds, "subseeds": p.subseeds}
             _hook(p, "before_process_batch", **batch)
             if not p.prompts:
                 break
-            p.extra_network_data = {}
+            p.parse_extra_network_prompts()
             if not p.disable_extra_networks:
                 _hook(p, "after_extra_networks_activate", **batch, extra_network_data=p.extra_network_data)
             _hook(p, "process_batch", **batch)
@@ -433,7 +508,7 @@ class StableDiffusionProcessingTxt2Img(StableDiffusionProcessing):
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
         self.sampler = sd_samplers.create_sampler(self.sampler_name, self.sd_model)
-        noise = self._noise()
+        noise = self.rng.next()
         c, uc = conditioning, unconditional_conditioning
         _hook(self, "process_before_every_sampling", x=noise, noise=noise, c=c, uc=uc)
         return self.sampler.sample(self, noise, c, uc, image_conditioning=self.txt2img_image_conditioning(noise))
@@ -504,7 +579,7 @@ class StableDiffusionProcessingImg2Img(StableDiffusionProcessing):
             self.mask = 1 - self.nmask
 
     def sample(self, conditioning, unconditional_conditioning, seeds, subseeds, subseed_strength, prompts):
-        noise = self._noise()
+        noise = self.rng.next()
         if self.initial_noise_multiplier != 1.0:
             self.extra_generation_params["Noise multiplier"] = self.initial_noise_multiplier
             noise = noise * self.initial_noise_multiplier

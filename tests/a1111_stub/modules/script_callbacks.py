@@ -53,6 +53,16 @@ class CFGDenoisedParams:
     inner_model: Any
 
 
+class AfterCFGCallbackParams:
+    """After guidance combined the rows: ``x`` is the denoised latent of one sampling step (one row
+    per image); a callback may replace it."""
+
+    def __init__(self, x, sampling_step, total_sampling_steps):
+        self.x = x
+        self.sampling_step = sampling_step
+        self.total_sampling_steps = total_sampling_steps
+
+
 @dataclasses.dataclass
 class ScriptCallback:
     script: str
@@ -69,6 +79,7 @@ _CATEGORIES = (
     "image_saved",
     "cfg_denoiser",
     "cfg_denoised",
+    "cfg_after_cfg",
     "before_component",
     "after_component",
     "infotext_pasted",
@@ -148,6 +159,10 @@ def cfg_denoised_callback(params: CFGDenoisedParams):
     _fire("cfg_denoised", params)
 
 
+def cfg_after_cfg_callback(params: AfterCFGCallbackParams):
+    _fire("cfg_after_cfg", params)
+
+
 def before_component_callback(component, **kwargs):
     _fire("before_component", component, **kwargs)
 
@@ -181,6 +196,9 @@ on_before_image_saved = _registrar("before_image_saved", "callback(ImageSavePara
 on_image_saved = _registrar("image_saved", "callback(ImageSaveParams): an image has been written.")
 on_cfg_denoiser = _registrar("cfg_denoiser", "callback(CFGDenoiserParams): before each model call in sampling.")
 on_cfg_denoised = _registrar("cfg_denoised", "callback(CFGDenoisedParams): after each model call in sampling.")
+on_cfg_after_cfg = _registrar(
+    "cfg_after_cfg", "callback(AfterCFGCallbackParams): after guidance, before the sampler's step."
+)
 on_before_component = _registrar("before_component", "callback(component, **kwargs): a gradio component comes next.")
 on_after_component = _registrar("after_component", "callback(component, **kwargs): a gradio component was made.")
 on_infotext_pasted = _registrar("infotext_pasted", "callback(infotext, params): params parsed from pasted infotext.")

@@ -1,14 +1,16 @@
 """Stands in for ``modules/sd_samplers_cfg_denoiser.py``: classifier-free guidance around the model.
 
-As in the WebUI, one model call takes the cond rows (one per image) followed by the uncond rows;
-``cfg_denoiser`` may change the inputs before it and ``cfg_denoised`` sees the output after it;
-the result is ``uncond + cond_scale * (cond - uncond)``; an interrupted or skipped job raises
-``InterruptedException`` at the next call. Conds are plain ``(B, tokens, dim)`` tensors: no
-``AND`` prompts, prompt editing, cond padding, ``s_min_uncond`` skipping or ``cfg_after_cfg``.
+As in the WebUI, the conds of the current step are rebuilt from the scheduled conditioning
+(``prompt_parser.reconstruct_multicond_batch`` / ``reconstruct_cond_batch`` at ``self.step``); one
+model call takes the cond rows (one per image) followed by the uncond rows; ``cfg_denoiser`` may
+change the inputs before it and ``cfg_denoised`` sees the output after it; the result is
+``uncond + cond_scale * (cond - uncond)``, which ``cfg_after_cfg`` may replace; an interrupted or
+skipped job raises ``InterruptedException`` at the next call. Not modelled: ``AND`` prompts (one
+cond row per image), cond/uncond padding, ``s_min_uncond`` skipping, masks.
 """
 
 import torch
-from modules import script_callbacks, sd_samplers_common, shared
+from modules import prompt_parser, script_callbacks, sd_samplers_common, shared
 
 
 class CFGDenoiser(torch.nn.Module):
@@ -29,6 +31,8 @@ class CFGDenoiser(torch.nn.Module):
         state = shared.state
         if state.interrupted or state.skipped:
             raise sd_samplers_common.InterruptedException
+        _conds_list, cond = prompt_parser.reconstruct_multicond_batch(cond, self.step)
+        uncond = prompt_parser.reconstruct_cond_batch(uncond, self.step)
         params = script_callbacks.CFGDenoiserParams(
             x=torch.cat([x, x]),
             image_cond=torch.cat([image_cond, image_cond]),
@@ -49,5 +53,8 @@ class CFGDenoiser(torch.nn.Module):
         on_cond, on_uncond = out[:-half], out[-half:]
         guided = on_uncond + cond_scale * (on_cond - on_uncond)
         self.sampler.last_latent = guided
+        after = script_callbacks.AfterCFGCallbackParams(guided, state.sampling_step, state.sampling_steps)
+        script_callbacks.cfg_after_cfg_callback(after)
+        guided = after.x
         self.step += 1
         return guided

@@ -4,13 +4,15 @@
 What is here: ``cmd_opts`` (a namespace, nothing parsed), ``opts`` with the handful of settings the
 stub reads (real keys and defaults, labels of our own), ``OptionInfo`` / ``options_section`` /
 ``options_templates`` for extensions that add settings, the job ``state``, a silent
-``total_tqdm``, and ``sd_model``, which stays ``None`` until a test puts a model there.
+``total_tqdm``, ``prompt_styles`` (a ``styles.StyleDatabase``, empty unless a test adds styles), and
+``sd_model``, which stays ``None`` until a test puts a model there.
 """
 
 import argparse
 import os
 import time
 
+from modules import styles
 from modules.paths_internal import data_path, default_output_dir, extensions_dir, models_path, script_path
 
 __all__ = ["data_path", "extensions_dir", "models_path", "script_path"]
@@ -156,6 +158,8 @@ _STUB_SETTINGS = {  # section -> {key: (default, label)}; keys and defaults are 
     },
     ("saving-to-dirs", "Subfolders", "saving"): {"save_to_dirs": (True, "Save into a subfolder per day")},
     ("sd", "Stable Diffusion", "sd"): {"CLIP_stop_at_last_layers": (1, "CLIP layers to skip")},
+    ("optimizations", "Optimizations", "sd"): {"persistent_cond_cache": (True, "Keep the cond cache between jobs")},
+    ("compatibility", "Compatibility", "sd"): {"use_old_scheduling": (False, "Old prompt editing timelines")},
     ("infotext", "Infotext", "ui"): {
         "add_model_hash_to_info": (True, "Infotext names the model hash"),
         "add_model_name_to_info": (True, "Infotext names the model"),
@@ -230,4 +234,7 @@ class TotalTQDM:
 
 
 total_tqdm = TotalTQDM()
+
+
+prompt_styles = styles.StyleDatabase([])
 sd_model = None
