@@ -354,3 +354,11 @@ def test_diffusers_coherence_pulls_and_carries_its_reference(tiny_sd):
         return np.mean([np.abs(a.astype(float) - b).mean() for a, b in zip(frames, frames[1:], strict=False)])
 
     assert spread(pulled) < spread(plain)
+
+
+def test_audio_shorter_than_the_clip_keeps_every_frame(tmp_path):
+    audio = _wav(tmp_path / "short.wav", seconds=0.5)
+    job, _ = _job(tmp_path, {"max_frames": 8, "format": ["mp4", "webm"], "fps": 8}, audio_path=audio)
+    for video in job.run().videos:
+        info = probe(video)
+        assert info.has_audio and info.frame_count == 8, video.name

@@ -139,7 +139,10 @@ def _metadata_args(preset: Preset, opts: EncodeOptions) -> list[str]:
     return args
 
 
-def _audio_args(preset: Preset, opts: EncodeOptions) -> tuple[list[str], list[str]]:
+def _audio_args(preset: Preset, opts: EncodeOptions, duration: float | None = None) -> tuple[list[str], list[str]]:
+    """Inputs and output options adding ``audio_from``'s track. With the video's ``duration`` known the
+    audio is padded with silence and the output cut there, so a short track never drops frames;
+    otherwise the output ends with the shorter stream."""
     if not opts.audio_from:
         return [], []
     if preset.audio_codec is None:
@@ -149,7 +152,10 @@ def _audio_args(preset: Preset, opts: EncodeOptions) -> tuple[list[str], list[st
 
     if not has_audio(source):
         raise ConfigError("audio_from", str(source), "a video or audio file that has an audio track")
-    return ["-i", str(source)], ["-map", "0:v:0", "-map", "1:a:0", "-c:a", preset.audio_codec, "-shortest"]
+    maps = ["-map", "0:v:0", "-map", "1:a:0", "-c:a", preset.audio_codec]
+    if duration:
+        return ["-i", str(source)], [*maps, "-af", "apad", "-t", f"{duration:.6f}"]
+    return ["-i", str(source)], [*maps, "-shortest"]
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:
@@ -234,7 +240,7 @@ def write_video(
     exe = ffmpeg.ffmpeg_exe()
     encoder = _pick_encoder(preset, exe)
     codec_args = _codec_args(preset, encoder, opts)
-    audio_in, audio_map = _audio_args(preset, opts)
+    audio_in, audio_map = _audio_args(preset, opts, total / float(opts.fps) if total else None)
     iterator = iter(frames)
     try:
         first = to_rgb(next(iterator), 0)
