@@ -313,6 +313,15 @@ class InterpMethod(Choice):
         return self.value.lower()
 
 
+class DeflickerMode(Choice):
+    """Patch-match deflicker (``lib_vidsd.consistency.deflicker``) blend scheme, or none."""
+
+    NONE = "none"
+    FAST = "fast"  # O(n log n) matches whatever the window (FastBlend's Fast, PySynth's fastest)
+    BALANCED = "balanced"  # every window frame matched to the target (FastBlend's Balanced, PySynth's slowest)
+    ACCURATE = "accurate"  # balanced with a joint, consensus-seeking match (about twice the cost)
+
+
 def _save_formats(value):
     if value is None:
         return value
@@ -401,6 +410,14 @@ class AnimateDiffParams(Params):
     video_path: str = Field("", description="Not supported here: use Multi-frame rendering for video input.")
     mask_path: str = Field("", description="Not supported here: use Multi-frame rendering for video input.")
     is_i2i_batch: bool = Field(False, description="Set by the WebUI for img2img batch jobs.")
+    deflicker: DeflickerMode = Field(
+        DeflickerMode.NONE,
+        description="Patch-match deflicker of the animation (guided by its own frames): none, fast, balanced, "
+        "accurate.",
+    )
+    deflicker_window: int = Field(
+        15, ge=1, le=1000, description="Deflicker: frames on each side blended into each frame."
+    )
 
     _formats = validator("format", pre=True, allow_reuse=True)(_save_formats)
 
@@ -772,6 +789,14 @@ class MultiFrameParams(Params):
         "so it keeps its duration.",
     )
     resume: bool = Field(False, description="Continue a stopped job in the same output folder from its last frame.")
+    deflicker: DeflickerMode = Field(
+        DeflickerMode.NONE,
+        description="Patch-match deflicker of the rendered frames, guided by the source frames: none, fast, "
+        "balanced, accurate.",
+    )
+    deflicker_window: int = Field(
+        15, ge=1, le=1000, description="Deflicker: frames on each side blended into each frame."
+    )
 
     _fps = validator("fps", pre=True, allow_reuse=True)(lambda v: None if v in (None, "") else parse_fps(v))
     _formats = validator("format", pre=True, allow_reuse=True)(_video_formats)
@@ -974,3 +999,206 @@ class KeyframeParams(Params):
         if value is not None and _base64_size(value) > MAX_UPLOAD_BYTES:
             raise ValueError(f"a file of at most {MAX_UPLOAD_BYTES >> 20} MiB")
         return value
+
+
+# --- Deflicker and video stylisation ------------------------------------------------------------
+
+MAX_DEFLICKER_WINDOW = 1000
+
+
+class DeflickerParams(Params):
+    """A standalone deflicker pass (``POST /vidsd/v1/deflicker``; ``python -m lib_vidsd deflicker``).
+
+    The input clip is blended, frame by frame, with its neighbours re-rendered in that frame's geometry
+    by patch matching; the guide (the original footage when the input is a stylised render of it) carries
+    the motion. Names and defaults follow FastBlend.
+    """
+
+    mode: DeflickerMode = Field(
+        DeflickerMode.FAST,
+        description="fast (cost independent of the window), balanced (every window frame matched directly) "
+        "or accurate (joint match, about twice the cost of balanced).",
+    )
+    window: int = Field(15, ge=1, le=MAX_DEFLICKER_WINDOW, description="Frames on each side blended into each frame.")
+    batch_size: int = Field(8, ge=1, le=128, description="Patch-match pairs per matcher call (memory against speed).")
+    patch_size: int = Field(5, ge=1, le=63, description="Smallest patch side (odd); larger patches follow motion less.")
+    iterations: int = Field(5, ge=1, le=10, description="Patch-match iterations per pyramid level.")
+    guide_weight: float = Field(10.0, ge=0, le=100, description="Weight of the guide video against the style.")
+    tracking: int = Field(0, ge=0, le=8, description="Accurate mode: neighbouring matches tried as candidates.")
+    contrast: float = Field(1.0, ge=0, le=5, description="Contrast of the output (1 = unchanged).")
+    sharpness: float = Field(1.0, ge=0, le=10, description="Sharpness of the output (1 = unchanged).")
+    seed: int = Field(0, ge=0, le=2**32 - 1, description="Seed of the matcher's random search.")
+
+    @validator("mode")
+    def _not_none(cls, value):
+        if value is DeflickerMode.NONE:
+            raise ValueError("fast, balanced or accurate")
+        return value
+
+    @validator("patch_size")
+    def _odd_patch(cls, value):
+        if value % 2 == 0:
+            raise ValueError(f"an odd number (e.g. {value + 1})")
+        return value
+
+    @validator("tracking")
+    def _tracking_accurate(cls, value, values):
+        if value and values.get("mode") not in (None, DeflickerMode.ACCURATE):
+            raise ValueError("0 unless mode is accurate")
+        return value
+
+
+def _combine_pattern(value):
+    """A combine pattern as text (``"-10000, reference_0, -1, 0, 1"``) or a list; kept as canonical text."""
+    from .attention.combine import parse_combine_pattern  # lazy: the attention package imports torch
+
+    if isinstance(value, (list, tuple)):
+        value = ", ".join(str(v) for v in value)
+    try:
+        entries = parse_combine_pattern(str(value))
+    except ConfigError as e:
+        raise ValueError(e.allowed) from None
+    return ", ".join(str(e) for e in entries)
+
+
+class StylizeParams(Params):
+    """One Video stylisation job (the img2img script; ``python -m lib_vidsd stylize``).
+
+    Every source frame is re-rendered (img2img at the host's denoising strength; 1.0 renders from noise
+    under ControlNet) with cross-frame attention over the frames the combine pattern names, the flicker
+    that remains smoothed by patch-match inside the denoising loop and after it (DiffSynth). Exactly one
+    input: ``input_video``, ``input_frames`` or ``input_dir``. Prompt, negative prompt, frame size, steps,
+    CFG scale, seed and strength are the host's (A1111's img2img fields; the CLI's generation options).
+    """
+
+    input_video: Optional[str] = Field(
+        None, description="API: the input video (any format ffmpeg reads, or GIF/WEBP/APNG) as base64."
+    )
+    input_frames: Optional[List[str]] = Field(None, description="API: the input frames as base64 images, in order.")
+    input_dir: str = Field("", description="A folder of input frames: a name inside a configured input folder.")
+    start: int = Field(0, ge=0, le=1_000_000, description="First source frame to use (0-based).")
+    every: int = Field(1, ge=1, le=1000, description="Use every N-th source frame (DiffSynth's frame_interval).")
+    max_frames: Optional[int] = Field(
+        None,
+        ge=1,
+        le=MAX_MULTIFRAME_FRAMES,
+        description="Render at most this many frames (DiffSynth's frame_maximum_count); all when empty.",
+    )
+    fit: FitMode = Field(
+        FitMode.CROP, description="How frames of another size fit the generation size: crop, resize or pad."
+    )
+    fps: Optional[float] = Field(
+        None,
+        gt=0,
+        le=MAX_FPS,
+        description="Frame rate of the output video; empty: the source's rate divided by every (same duration).",
+    )
+    combine_pattern: str = Field(
+        "-10000, -1, 0, 1",
+        description="Frames each frame's self-attention also sees: offsets (-1 previous, 1 next, -10000 the "
+        "first frame) and reference_k (the k-th reference image); must contain 0.",
+    )
+    reference_images: Optional[List[str]] = Field(
+        None, description="Reference images (base64 in the API) for reference_k entries of the pattern."
+    )
+    chunk_size: int = Field(
+        4, ge=1, le=64, description="Frames per UNet call; memory depends on this, not on the clip's length."
+    )
+    fixed_noise: bool = Field(
+        True, description="Every frame starts from the same noise (DiffSynth's default); off: seed + frame index."
+    )
+    control_frames: bool = Field(
+        True,
+        description="ControlNet units (sd-webui-controlnet) without an image of their own get each frame's "
+        "source image as control image.",
+    )
+    smoother: DeflickerMode = Field(
+        DeflickerMode.FAST,
+        description="Deflicker the predicted frames inside the denoising loop: none, fast, balanced, accurate.",
+    )
+    smoother_interval: int = Field(5, ge=1, le=150, description="Smooth every N-th sampling step (0, N, 2N, …).")
+    smoother_ignore_last: int = Field(
+        0, ge=0, le=150, description="Do not smooth in the last M sampling steps (DiffSynth's ignore_smoother_steps)."
+    )
+    smoother_window: int = Field(
+        3, ge=1, le=MAX_DEFLICKER_WINDOW, description="Frames on each side blended by the in-loop smoother."
+    )
+    post_deflicker: DeflickerMode = Field(
+        DeflickerMode.FAST, description="Deflicker the rendered frames after sampling: none, fast, balanced, accurate."
+    )
+    post_window: int = Field(
+        15, ge=1, le=MAX_DEFLICKER_WINDOW, description="Frames on each side blended by the post deflicker."
+    )
+    patch_size: int = Field(5, ge=1, le=63, description="Deflicker: smallest patch side (odd).")
+    guide_weight: float = Field(10.0, ge=0, le=100, description="Deflicker: weight of the source video as guide.")
+    contrast: float = Field(1.0, ge=0, le=5, description="Contrast of the final frames (1 = unchanged).")
+    sharpness: float = Field(1.0, ge=0, le=10, description="Sharpness of the final frames (1 = unchanged).")
+    keep_audio: bool = Field(False, description="Copy the input video's audio track into MP4/WEBM outputs.")
+    output_name: str = Field(
+        "", description="Name of the output folder (letters, digits, - _ . kept); empty picks one."
+    )
+    format: List[MultiFrameVideo] = Field(
+        [MultiFrameVideo.MP4], description="Videos to write: gif, mp4, webm, webp, apng (frames are always PNG)."
+    )
+    loop: int = Field(0, ge=0, le=65535, description="How many times GIF/WEBP/APNG play; 0 loops forever.")
+    interp: FrameInterpolation = Field(
+        FrameInterpolation.NONE,
+        description="Frames made between the rendered ones: none, blend, mci, flow, film, rife.",
+    )
+    interp_model: str = Field(
+        "", description="FILM/RIFE weights file in the interpolation models folder; empty picks the default."
+    )
+    interp_x: int = Field(2, ge=2, le=MAX_INTERP_X, description="Interpolation factor (the video keeps its duration).")
+
+    _fps = validator("fps", pre=True, allow_reuse=True)(lambda v: None if v in (None, "") else parse_fps(v))
+    _formats = validator("format", pre=True, allow_reuse=True)(_video_formats)
+    _folders = validator("input_dir", allow_reuse=True)(_folder_in_root)
+    _pattern = validator("combine_pattern", pre=True, allow_reuse=True)(_combine_pattern)
+
+    @validator("input_video")
+    def _video_size(cls, value):
+        if value is not None and not value.strip():
+            return None
+        if value is not None and _base64_size(value) > MAX_UPLOAD_BYTES:
+            raise ValueError(f"a video of at most {MAX_UPLOAD_BYTES >> 20} MiB")
+        return value
+
+    @validator("input_frames", always=True)
+    def _frames_alone(cls, value, values):
+        if not value:
+            return None
+        if values.get("input_video"):
+            raise ValueError("empty when input_video is given (one input only)")
+        if len(value) > MAX_MULTIFRAME_FRAMES:
+            raise ValueError(f"at most {MAX_MULTIFRAME_FRAMES} images")
+        if sum(_base64_size(v) for v in value) > MAX_UPLOAD_BYTES:
+            raise ValueError(f"images of at most {MAX_UPLOAD_BYTES >> 20} MiB together")
+        return value
+
+    @validator("input_dir")
+    def _dir_alone(cls, value, values):
+        if value and (values.get("input_video") or values.get("input_frames")):
+            raise ValueError("empty when input_video or input_frames is given (one input only)")
+        return value
+
+    @validator("reference_images", always=True)
+    def _references(cls, value, values):
+        value = value or None
+        pattern = values.get("combine_pattern") or ""
+        wanted = [int(e.split("_")[1]) for e in pattern.replace(" ", "").split(",") if e.startswith("reference_")]
+        have = len(value or [])
+        if wanted and max(wanted) >= have:
+            raise ValueError(f"at least {max(wanted) + 1} images: the combine pattern names reference_{max(wanted)}")
+        if value and sum(_base64_size(v) for v in value) > MAX_UPLOAD_BYTES:
+            raise ValueError(f"images of at most {MAX_UPLOAD_BYTES >> 20} MiB together")
+        return value
+
+    @validator("patch_size")
+    def _odd_patch(cls, value):
+        if value % 2 == 0:
+            raise ValueError(f"an odd number (e.g. {value + 1})")
+        return value
+
+    @validator("output_name")
+    def _safe_output_name(cls, value):
+        return safe_folder_name(value)

@@ -66,6 +66,8 @@ ANIMATEDIFF_BINDS: tuple[Bind, ...] = (
     Bind("last_frame", "Optional last frame", "image", img2img_only=True, infotext=False),
     Bind("latent_power_last", "Latent power (last frame)", "slider", step=0.1, img2img_only=True),
     Bind("latent_scale_last", "Latent scale (last frame)", "slider", step=1, img2img_only=True),
+    Bind("deflicker", "Deflicker", "radio"),
+    Bind("deflicker_window", "Deflicker window (frames on each side)", "number"),
     # API only (no widget): accepted for sd-webui-animatediff clients
     Bind("request_id", "Request id", ""),
     Bind("video_source", "Video source", "", infotext=False),
@@ -249,6 +251,8 @@ MULTIFRAME_BINDS: tuple[Bind, ...] = (
     Bind("interp", "Frame interpolation", "dropdown"),
     Bind("interp_x", "Interpolation factor", "number"),
     Bind("interp_model", "FILM/RIFE weights", "dropdown"),
+    Bind("deflicker", "Deflicker (guided by the source frames)", "radio"),
+    Bind("deflicker_window", "Deflicker window (frames on each side)", "number"),
     # API only: the input as base64 (the UI uploads a file instead)
     Bind("input_video", "Input video (base64)", "", infotext=False),
     Bind("input_frames", "Input frames (base64)", "", infotext=False),
