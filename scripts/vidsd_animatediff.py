@@ -86,12 +86,13 @@ class AnimateDiffScript(scripts.Script):
             return  # the frames still show in the gallery; the animation is written only if asked
         start = processed.index_of_first_image
         frames_all = processed.images[start:]
-        videos, shown, gif_infos = [], [], []
+        videos, shown, gif_infos, finished = [], [], [], []
         for k in range(0, len(frames_all) - job.frames + 1, job.frames):
-            frames = frames_all[k : k + job.frames]
             seed = processed.all_seeds[k] if k < len(processed.all_seeds) else processed.seed
             info = processed.infotexts[start + k] if len(processed.infotexts) > start + k else ""
             try:
+                frames = output.deflicker_frames(job.params, frames_all[k : k + job.frames])
+                finished += frames
                 paths = output.save(p, frames, job.params, info, seed)
             except VidsdError as e:  # A1111 would swallow it: say it where the user looks
                 log.error("the animation was not saved: %s", e)
@@ -104,7 +105,8 @@ class AnimateDiffScript(scripts.Script):
             return  # e.g. X/Y/Z plot builds its grid from the frames; the animations are on disk
         if getattr(p, "is_api", False):
             with_frames = any(f.value == "Frame" for f in job.params.format)
-            processed.images = output.encode_files(videos) + (list(frames_all) if with_frames else [])
+            frames_out = finished + frames_all[len(finished) :] if with_frames else []  # deflickered when asked
+            processed.images = output.encode_files(videos) + frames_out
         else:
             gifs = [str(x) for x in videos if x.suffix == ".gif"]
             if gifs:  # after the grid, if any, so "save selected only" treats them as images;

@@ -25,5 +25,5 @@ class MultiFrameScript(scripts.Script):
     def run(self, p, *args):
         from vidsd_a1111 import multiframe_job
 
-        params, video_path = multiframe_job.parse(args)
+        params, video_path = multiframe_job.parse(args, is_api=getattr(p, "is_api", False))
         return multiframe_job.run(p, params, video_path)

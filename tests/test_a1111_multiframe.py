@@ -224,3 +224,37 @@ def test_folder_source_masks_are_checked_up_front(webui, tmp_path):
     assert answer["field"] == "mask_dir" and "f2" in answer["detail"]
     ok = {**body, "script_args": [{"input_dir": "clip", "mask_dir": "masks", "max_frames": 2}]}
     assert api.check_request(ok, model_is_sdxl=None) is None
+
+
+def test_api_list_form_is_read_alike_by_the_422_check_and_the_run(webui, tmp_path):
+    """Regression: the 422 check read the list form shifted by one (``[None, *args]``) while the run
+    read it as it came. Both now read it as A1111 lays it out: the upload slot, then the widgets."""
+    from modules import shared
+
+    from lib_vidsd.video import probe
+    from vidsd_a1111 import api, binding
+    from vidsd_a1111.multiframe_job import parse
+
+    root = tmp_path / "inputs"
+    (root / "clip").mkdir(parents=True)
+    for i, f in enumerate(_clip(3)):
+        Image.fromarray(f).save(root / "clip" / f"{i}.png")
+    shared.opts.data["vidsd_input_roots"] = str(root)
+    fields = [b.field for b in binding.MULTIFRAME.widget_bindings()]
+    values = {f: binding.MULTIFRAME.fields[f].default for f in fields}
+    values.update(mode="cross_frame", input_dir="clip", max_frames=2, format=["gif"], deflicker="fast")
+    values.update(deflicker_window=1, output_name="listed")
+    listed = [None, *[values[f] for f in fields]]
+    body = {"script_name": "Multi-frame rendering", "script_args": listed, "width": 64, "height": 64}
+    assert api.check_request(body, model_is_sdxl=None) is None
+    params = parse(listed, is_api=True)[0]
+    assert params == parse(listed)[0] and params.mode.value == "cross_frame" and params.max_frames == 2
+    bad = list(listed)
+    bad[1 + fields.index("first_denoise")] = 7
+    assert api.check_request({**body, "script_args": bad}, model_is_sdxl=None)["field"] == "first_denoise"
+    named = ["/etc/passwd", *listed[1:]]  # over HTTP the upload slot never names a server file
+    assert api.check_request({**body, "script_args": named}, model_is_sdxl=None)["field"] == "script_args"
+    p, _ = _run(webui, listed)  # the run reads the same list: 2 frames, cross-frame, deflickered
+    out = Path(p.outpath_samples) / "multiframe" / "listed"
+    assert sorted(x.name for x in out.glob("*.png")) == ["00000.png", "00001.png"]
+    assert probe(out / "listed.gif").frame_count == 2 and len(list((out / "deflickered").glob("*.png"))) == 2

@@ -18,6 +18,15 @@ input's alpha back, and are written as ``00000.png``, ``00001.png``… with thei
 temporary name first. A job stopped part way (interrupt, crash) is continued with ``resume``: the
 finished frames are read back from the folder and serve as references, so the loop picks up where
 it stopped. At the end the frames become the requested videos, optionally interpolated.
+
+Deflicker (``params.deflicker`` other than ``none``) runs after the last frame, on the whole clip,
+guided by the selected source frames (the motion of the footage, not of the renders). The rendered
+frames stay as rendered (they are what resume reads back and what the loop used as references); the
+deflickered frames are written, each atomically, to ``deflickered/00000.png``… beside them, with the
+same infotext (and alpha), and the videos are made from them. Being a pass over the whole clip, it
+is redone from the rendered frames whenever the job finishes, also after a resume that had nothing
+left to render; an interrupt during it leaves the rendered frames and no new video, and a later
+resume repeats it. A skip that ended the clip early deflickers the frames made so far.
 """
 
 from __future__ import annotations
@@ -26,14 +35,16 @@ import logging
 import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
 from PIL import Image
 
-from ..config import MAX_FPS, LoopbackSource, MultiFrameParams, MultiFrameVideo, ThirdFrame
+from ..config import MAX_FPS, DeflickerMode, LoopbackSource, MultiFrameParams, MultiFrameVideo, ThirdFrame
 from ..consistency import match_histograms_lab
+from ..consistency.outputs import check_frame_size, option_settings, run_deflicker
 from ..errors import ConfigError, VidsdError
 from ..progress import ProgressSink, StopToken, check_stop, null_progress
 from ..video import to_rgb, write_video
@@ -45,6 +56,7 @@ log = logging.getLogger("vidsd.multiframe.job")
 
 FRAME_FILE = re.compile(r"^(\d{5})\.png$")
 _STALE_PART = re.compile(r"^\.\d{5}\.png\..*\.part$")
+DEFLICKER_DIR = "deflickered"  # the deflickered frames, below the job folder
 VIDEO_SUFFIX = {
     MultiFrameVideo.GIF: ".gif",
     MultiFrameVideo.MP4: ".mp4",
@@ -90,9 +102,10 @@ Infotext = Union[str, Callable[[RenderRequest], str], None]
 
 @dataclass
 class MultiFrameResult:
-    """What a job wrote: ``frames`` (PNG paths, in order), ``videos``, how many frames were
-    ``rendered`` in this run (the rest were resumed from disk), the videos' ``fps``, and whether
-    the clip is ``complete`` (``False`` when a skip request ended it early)."""
+    """What a job wrote: ``frames`` (PNG paths of the rendered frames, in order), ``videos``, how
+    many frames were ``rendered`` in this run (the rest were resumed from disk), the videos' ``fps``,
+    whether the clip is ``complete`` (``False`` when a skip request ended it early), and
+    ``deflickered`` (the deflickered frames' PNG paths; empty when deflicker is off)."""
 
     out_dir: Path
     frames: list[Path]
@@ -100,10 +113,16 @@ class MultiFrameResult:
     rendered: int = 0
     fps: float = 0.0
     complete: bool = True
+    deflickered: list[Path] = field(default_factory=list)
 
     @property
     def frame_count(self) -> int:
         return len(self.frames)
+
+    @property
+    def final_frames(self) -> list[Path]:
+        """The frames the videos show: the deflickered ones when there are, else the rendered ones."""
+        return self.deflickered or self.frames
 
 
 def frame_path(out_dir: Path, index: int) -> Path:
@@ -143,6 +162,8 @@ def multiframe_infotext(params: MultiFrameParams) -> str:
     if params.color_correction:
         pairs["color_strength"] = params.color_strength
     pairs["seed_mode"] = params.seed_mode.value
+    if params.deflicker is not DeflickerMode.NONE:
+        pairs.update(deflicker=params.deflicker.value, deflicker_window=params.deflicker_window)
     return ", ".join(f"{k}: {v}" for k, v in pairs.items())
 
 
@@ -202,6 +223,8 @@ class MultiFrameJob:
         self.stop = stop
         self.fps = source.fps
         self._check_interpolation()
+        self.deflicker = option_settings(params.deflicker, params.deflicker_window)
+        check_frame_size(self.deflicker, self.width, self.height)
         self._outputs: dict[int, np.ndarray] = {}  # RGB outputs still needed as references
 
     # --- checks before anything runs ---------------------------------------------------------
@@ -268,7 +291,8 @@ class MultiFrameJob:
             if not result.complete:
                 return result
             raise ConfigError("start", self.params.start, "a frame range holding at least one frame of the input")
-        result.videos, result.fps = self._write_videos(result.frames)
+        result.deflickered = self._deflicker(result.frames)
+        result.videos, result.fps = self._write_videos(result.final_frames)
         return result
 
     def _halted(self, where: str) -> bool:
@@ -381,6 +405,37 @@ class MultiFrameJob:
             f'Size: {self.width}x{self.height}, Multi-frame: "{settings}"'
         )
         return f"{request.prompt}\n{pairs}"
+
+    # --- deflicker ----------------------------------------------------------------------------
+
+    def _deflicker(self, frames: Sequence[Path]) -> list[Path]:
+        """The rendered ``frames`` deflickered (guided by the same source frames) into
+        :data:`DEFLICKER_DIR`; their paths, or ``[]`` when deflicker is off."""
+        if self.deflicker is None:
+            return []
+        n = len(frames)
+        guide = [frame.image for frame in islice(self.source, n)]
+        if len(guide) != n:
+            raise VidsdError(f"the source gave {len(guide)} frames on a second reading, not {n}")
+        rendered = [_read_rgb(f) for f in frames]
+
+        def progress(done: int, total: int | None, text: str = "") -> None:
+            self.progress(done, total, "deflicker (patch matches)")
+
+        smooth = run_deflicker(rendered, self.deflicker, guide=guide, progress=progress, stop=self.stop)
+        folder = self.out_dir / DEFLICKER_DIR
+        folder.mkdir(exist_ok=True)
+        written = []
+        for k, (source, image) in enumerate(zip(frames, smooth, strict=True)):
+            with Image.open(source) as img:
+                text = img.info.get("parameters", "")
+                alpha = np.asarray(img.getchannel("A")) if img.mode == "RGBA" else None
+            written.append(save_frame_png(frame_path(folder, k), attach_alpha(image, alpha), text))
+        for stale in folder.iterdir():  # from an earlier, longer run, or a process killed mid-write
+            m = FRAME_FILE.match(stale.name)
+            if (m and int(m.group(1)) >= n) or _STALE_PART.match(stale.name):
+                stale.unlink(missing_ok=True)
+        return written
 
     # --- the videos --------------------------------------------------------------------------
 

@@ -3,8 +3,9 @@
 One job: encode the (travelling) prompt per frame, start from seeded noise (or from an init image
 and an optional last frame, blended per ``latent_power``/``latent_scale``), inject the motion
 module, denoise every step window by window (:func:`lib_vidsd.motion.windowed.denoise_windowed`)
-with classifier-free guidance, optionally repeat with FreeInit, decode, and hand back frames
-plus an infotext. The UNet is restored in a ``finally``, also on interrupt.
+with classifier-free guidance, optionally repeat with FreeInit, decode, deflicker when asked
+(``ad.deflicker``: the frames as their own guide, ``ad.deflicker_window`` frames on each side), and
+hand back frames plus an infotext. The UNet is restored in a ``finally``, also on interrupt.
 
 Latents are ``(F, 4, H/8, W/8)``; a UNet call gets ``halves × F`` rows (conditional frames, then
 unconditional frames), the layout the motion module and the window scheduler expect.
@@ -22,7 +23,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import AnimateDiffParams, GenerationParams, SchedulerName
+from ..config import AnimateDiffParams, DeflickerMode, GenerationParams, SchedulerName
+from ..consistency.outputs import check_frame_size, option_settings, run_deflicker
 from ..errors import ConfigError, IncompatibleModelError
 from ..motion import MotionModule, build_motion_module, inject
 from ..motion.freeinit import filter_for, freeinit_loop
@@ -217,6 +219,8 @@ class AnimateJob:
             )
         if last_image is not None and init_image is None:
             raise ConfigError("last_frame", "an image", "only together with an init image")
+        self.deflicker = option_settings(ad.deflicker, ad.deflicker_window)
+        check_frame_size(self.deflicker, gen.width, gen.height)
         self.seed = gen.seed if gen.seed != -1 else random.randrange(2**32)
         self._done = 0
 
@@ -247,6 +251,12 @@ class AnimateJob:
             else:
                 latents = sample(noise)
         frames = self._decode(latents)
+        if self.deflicker is not None:
+
+            def progress(done: int, total: int | None, text: str = "") -> None:
+                self.progress(done, total, "deflicker (patch matches)")
+
+            frames = run_deflicker(frames, self.deflicker, progress=progress, stop=self.stop)
         prompts = travel.per_frame_prompts() if travel else [gen.prompt] * self.num_frames
         return AnimateResult(frames, self.infotext(), self.seed, prompts)
 
@@ -354,6 +364,8 @@ class AnimateJob:
                 freeinit_dt=ad.freeinit_dt,
                 freeinit_iters=ad.freeinit_iters,
             )
+        if ad.deflicker is not DeflickerMode.NONE:
+            animatediff.update(deflicker=ad.deflicker.value, deflicker_window=ad.deflicker_window)
         if self.init_image is not None:
             animatediff.update(latent_power=ad.latent_power, latent_scale=ad.latent_scale)
             if self.last_image is not None:

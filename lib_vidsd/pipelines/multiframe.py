@@ -7,7 +7,8 @@ every step the unmasked region is put back from the init latent noised to the ne
 (latent-space inpainting, as A1111 does for models without inpainting channels), and after decoding
 the unmasked pixels are pasted back from the init image (A1111's overlay). With ``cross_frame`` the
 UNet's self-attention is patched by :class:`lib_vidsd.attention.CrossFrameAttention` for the
-whole job, and every frame is bracketed by ``begin_frame``/``end_frame``.
+whole job, and every frame is bracketed by ``begin_frame``/``end_frame``. Deflicker
+(``params.deflicker``) is the job's: after the last frame, guided by the source frames.
 
 Latents are ``(1, 4, H/8, W/8)`` for an image ``W × H`` (a strip is 2 or 3 frames wide).
 """

@@ -10,7 +10,9 @@ Lifecycle (A1111 v1.10 hook order):
   ``finally`` through ``contextlib.closing``) restores it, as do ``postprocess``, the next job's
   start, a model load and script unload.
 - every sampling step (``on_cfg_denoiser``): count the step, blend the per-frame conditioning.
-- ``postprocess``: write the animation(s), hand the gallery / API its files.
+- ``postprocess``: deflicker the frames when asked (``output.deflicker_frames``: the animation's own
+  frames as guide, before closed-loop playback and interpolation), write the animation(s), hand the
+  gallery / API its files (the API's ``Frame`` images are the deflickered frames).
 
 A hook's exception is swallowed by A1111, so a failure found in a hook is kept and raised from
 the UNet's first call: the job fails with our message instead of silently rendering stills.
@@ -25,6 +27,7 @@ from typing import Any
 import torch
 
 from lib_vidsd.config import AnimateDiffParams
+from lib_vidsd.consistency.outputs import check_frame_size, option_settings
 from lib_vidsd.errors import IncompatibleModelError, VidsdError
 from lib_vidsd.motion import MotionPatch, inject, load_motion_module
 from lib_vidsd.motion.latents import blend_for
@@ -92,6 +95,7 @@ class AnimateDiffJob:
     def start(cls, p, params: AnimateDiffParams, is_img2img: bool) -> AnimateDiffJob:
         restore_all(unet_of(p))  # whatever a crashed job left behind
         check_interp(params)
+        check_frame_size(option_settings(params.deflicker, params.deflicker_window), p.width, p.height)
         frames = params.video_length or params.batch_size
         job = cls(params, frames, is_img2img)
         p.batch_size = frames

@@ -94,13 +94,17 @@ def _int(value, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
 
 
-def parse(args) -> tuple[MultiFrameParams, str | None]:
-    """The script's arguments → (params, uploaded video path). API: ``script_args: [{...}]``;
-    UI: (upload, *widgets in binding order)."""
+def parse(args, *, is_api: bool = False) -> tuple[MultiFrameParams, str | None]:
+    """The script's arguments → (params, uploaded video path). API: ``script_args: [{...}]``, or
+    the list form, which is laid out like the UI's arguments (A1111 puts it into the script's
+    argument slice as it is): ``[upload, *widgets in binding order]``, the upload slot empty (over
+    HTTP a video comes as base64 ``input_video``, never as a server path)."""
     if args and isinstance(args[0], dict):
         return binding.MULTIFRAME.parse_args([args[0]]), None
     upload, *values = args if args else (None,)
     path = getattr(upload, "name", upload) if upload else None
+    if is_api and path:
+        raise ConfigError("script_args", "a file path", "the dict form [{...}] with base64 input_video")
     fields = [b.field for b in binding.MULTIFRAME.widget_bindings()]
     for name in UI_ZERO_IS_EMPTY:  # gr.Number shows an empty value as 0 and sends 0 back
         i = fields.index(name)
@@ -201,7 +205,7 @@ def run(p, params: MultiFrameParams, video_path: str | None):
         with source:
             job = MultiFrameJob(
                 params, renderer, source=source, out_dir=out_dir, masks=masks, infotext=infotext,
-                interp_model=interp_model, stop=_State(), **base,
+                interp_model=interp_model, progress=_progress, stop=_State(), **base,
             )  # fmt: skip
             result = job.run()
     except Interrupted as e:  # like A1111's own scripts: the finished frames come back, no video
@@ -216,6 +220,16 @@ def run(p, params: MultiFrameParams, video_path: str | None):
     return _processed(p, result, renderer.infos)
 
 
+def _progress(done: int, total: int | None, text: str = "") -> None:
+    """The job's progress: frames are counted by the renders (``shared.state.job_no``); the
+    deflicker pass after the last frame shows its matches in the progress text."""
+    if text.startswith("deflicker"):
+        from modules import shared
+
+        shared.state.job = "deflicker"
+        shared.state.textinfo = f"{text} {done}/{total}"
+
+
 def _processed(p, result: MultiFrameResult, infos: dict[int, str]):
     from modules import processing
 
@@ -228,6 +242,7 @@ def _processed(p, result: MultiFrameResult, infos: dict[int, str]):
         images, texts = encode_files(result.videos), [info] * len(result.videos)
     else:
         shown = [v for v in result.videos if v.suffix in (".gif", ".webp")]
-        images = [str(v) for v in shown] + [str(path) for path in result.frames]
-        texts = [info] * len(shown) + [infos.get(k, info) for k in range(len(result.frames))]
+        frames = result.final_frames  # the deflickered frames when there are: what the videos show
+        images = [str(v) for v in shown] + [str(path) for path in frames]
+        texts = [info] * len(shown) + [infos.get(k, info) for k in range(len(frames))]
     return processing.Processed(p, images, seed=p.seed, info=info, infotexts=texts)

@@ -36,6 +36,36 @@ def _settings() -> dict:
     }
 
 
+class _Stop:
+    """``shared.state``'s interrupt as the core's stop token (a skip does not cut a deflicker short)."""
+
+    def stop_requested(self) -> bool:
+        from modules import shared
+
+        return bool(shared.state.interrupted)
+
+    def skip_requested(self) -> bool:
+        return False
+
+
+def deflicker_frames(params, frames: list) -> list:
+    """The animation's frames (PIL images) after the ``deflicker`` option: unchanged when it is
+    ``none``, else deflickered with the frames as their own guide and ``deflicker_window`` frames on
+    each side (every other setting a ``DeflickerParams`` default), as PIL images. Runs on the sampled
+    frames, before closed-loop playback and interpolation (:func:`finish_frames`). Raises
+    ``Interrupted`` (a ``VidsdError``) when the user interrupts it."""
+    from lib_vidsd.config import DeflickerMode
+
+    if params.deflicker is DeflickerMode.NONE or len(frames) < 2:
+        return frames
+    from PIL import Image
+
+    from lib_vidsd.consistency.outputs import deflicker_option
+
+    smooth = deflicker_option(frames, params.deflicker, params.deflicker_window, stop=_Stop())
+    return [Image.fromarray(f) for f in smooth]
+
+
 def finish_frames(params, frames: list) -> list:
     """What the saved animation shows: with closed loop A on a clip no longer than the context, the
     frames played back (sd-webui-animatediff's reverse append, ends not repeated); then frame
