@@ -1,4 +1,4 @@
-"""Command line: ``python -m lib_vidsd {demo,animate,steps,multiframe,keyframes,audio-keys,frames,encode,interpolate,probe,formats} …``."""
+"""Command line: ``python -m lib_vidsd {demo,animate,steps,multiframe,keyframes,deflicker,stylize,audio-keys,frames,encode,interpolate,probe,formats} …``."""
 
 from __future__ import annotations
 
@@ -340,6 +340,55 @@ def _cmd_keyframes(args) -> int:
     return 0
 
 
+def _cmd_deflicker(args) -> int:
+    """Read the clip (and the guide, fitted to the clip's size), deflicker, write at the clip's rate;
+    an MP4/WEBM output keeps a video input's audio track."""
+    from .config import DeflickerParams, validate
+    from .consistency.outputs import check_frame_size, run_deflicker
+    from .video import read_video, write_video
+
+    settings = validate(DeflickerParams, _picked(args, describe(DeflickerParams)))
+    reader = read_video(args.source)
+    frames = list(reader)
+    if not frames:
+        raise ConfigError("source", str(args.source), "a video or folder with at least one frame")
+    height, width = frames[0].shape[:2]
+    check_frame_size(settings, width, height, field="patch_size")
+    guide = None
+    if args.guide:
+        guide_reader = read_video(args.guide)
+        if tuple(guide_reader.size) != (width, height):
+            guide_reader = read_video(args.guide, size=(width, height))
+        guide = list(guide_reader)
+    bar = TextBar(f"deflicker ({settings.mode.value})")
+    result = run_deflicker(frames, settings, guide=guide, progress=bar, device=args.device)
+    extra = {}
+    target = Path(args.output)
+    if target.suffix.lower() in _AUDIO_SUFFIXES and reader.info.kind == "video" and reader.info.has_audio:
+        extra["audio_from"] = str(reader.path)
+    out = write_video(result, target, fps=reader.fps, progress=TextBar("encode"), **extra)
+    print(f"wrote {len(result)} frames at {reader.fps:g} fps to {out}")
+    return 0
+
+
+def _cmd_stylize(args) -> int:
+    """DiffSynth's JSON config (local model paths only) → frames, videos and the effective config."""
+    from .pipelines.stylize import run_stylize_config
+
+    result, out_dir = run_stylize_config(
+        args.config,
+        output=args.output,
+        device=args.device,
+        half=args.half,
+        vfi_dir=args.vfi_dir or _default_vfi_dir(),
+        progress=TextBar("stylize"),
+    )
+    print(f"wrote {len(result.frame_paths)} frames to {out_dir}")
+    for video in result.videos:
+        print(f"wrote {video} at {result.fps:g} fps")
+    return 0
+
+
 def _cmd_audio_keys(args) -> int:
     from .keyframe.audio import audio_keyframes
 
@@ -435,6 +484,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_fields(p, describe(KeyframeParams), skip=_KEYFRAMES_SKIP)
     p.set_defaults(func=_cmd_keyframes)
+
+    p = sub.add_parser(
+        "deflicker", help="patch-match deflicker of a video or folder of frames (optionally guided by the footage)"
+    )
+    p.add_argument("source", help="the flickering clip: video file, GIF/WEBP/APNG, or folder of images")
+    p.add_argument("-o", "--output", required=True, help="output file (.mp4 .webm .gif .webp .png) or folder")
+    p.add_argument(
+        "--guide",
+        help="the original footage the clip was made from (same frame count; fitted to the clip's size); "
+        "default: the clip itself",
+    )
+    p.add_argument("--device", help="torch device for the matcher (default: cuda when available, else cpu)")
+    from .config import DeflickerParams
+
+    _add_fields(p, describe(DeflickerParams))
+    p.set_defaults(func=_cmd_deflicker)
+
+    p = sub.add_parser(
+        "stylize", help="Video stylisation (DiffSynth): a video re-rendered with cross-frame attention and deflicker"
+    )
+    p.add_argument(
+        "config", help="DiffSynth's JSON config (model_id, input_video, prompt, combine_pattern, smoother, …)"
+    )
+    p.add_argument("-o", "--output", help="folder for the frames and videos (default: the config's output_path)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--half", action="store_true", help="float16 weights (CUDA only)")
+    p.add_argument("--vfi-dir", help="folder of FILM/RIFE weights (default: $VIDSD_VFI_DIR, else models/VFI)")
+    p.set_defaults(func=_cmd_stylize)
 
     p = sub.add_parser("audio-keys", help="key frames at an audio file's onsets (frame: timestamp), at a frame rate")
     p.add_argument("audio", help="audio file (wav, mp3, flac, ogg, m4a, or a video with sound)")

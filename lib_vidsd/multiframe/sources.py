@@ -67,7 +67,9 @@ class FrameSource:
 
     ``count`` is the number of frames a pass gives (exact for images, from the container's frame
     count for videos), ``fps`` the rate the output video gets (``params.fps``, else the source's
-    rate divided by ``every`` so the clip keeps its duration), ``size`` (width, height). Use it as
+    rate divided by ``every`` so the clip keeps its duration), ``size`` (width, height), ``path`` the
+    video file read (``None`` for images). ``params`` may be any object with the fields used
+    (``start``, ``every``, ``max_frames``, ``fit``, ``fps``; ``end`` and ``keep_alpha`` optional). Use it as
     a context manager: a source made from a base64 video owns a temporary file until closed.
     """
 
@@ -79,6 +81,7 @@ class FrameSource:
         fps: float,
         size: tuple[int, int],
         cleanup: Callable[[], None] | None = None,
+        path: Path | None = None,
     ):
         if count > MAX_MULTIFRAME_FRAMES:
             if cleanup is not None:
@@ -90,6 +93,7 @@ class FrameSource:
         self.count = count
         self.fps = fps
         self.size = size
+        self.path = path  # the video file read (also a base64 upload's temporary file), else None
         self._cleanup = cleanup
 
     def __iter__(self) -> Iterator[InputFrame]:
@@ -179,7 +183,7 @@ def open_video(
         reader = read_video(
             path,
             start=params.start,
-            end=params.end,
+            end=getattr(params, "end", None),
             every=params.every,
             max_frames=params.max_frames,
             size=size,
@@ -196,7 +200,7 @@ def open_video(
             source_index = params.start + k * params.every
             yield InputFrame(k, source_index, str(source_index), image)
 
-    return FrameSource(frames, count=reader.expected_frames, fps=fps, size=size, cleanup=cleanup)
+    return FrameSource(frames, count=reader.expected_frames, fps=fps, size=size, cleanup=cleanup, path=Path(path))
 
 
 def _strip_data_url(text: str) -> str:
@@ -241,7 +245,8 @@ def open_base64_video(text: str, params: MultiFrameParams, size: tuple[int, int]
 def selected_indices(total: int, params: MultiFrameParams) -> list[int]:
     """Source indices kept from ``total`` images: ``start`` … ``end`` − 1, every ``every``-th, at most
     ``max_frames``."""
-    stop = total if params.end is None else min(total, params.end)
+    end = getattr(params, "end", None)  # duck typing: StylizeParams has no end
+    stop = total if end is None else min(total, end)
     picked = list(range(params.start, stop, params.every))
     return picked if params.max_frames is None else picked[: params.max_frames]
 
@@ -267,7 +272,7 @@ def _read_image(
     try:
         with Image.open(file) as img:
             img.load()
-            return split_image(img, size, params.fit, params.keep_alpha)
+            return split_image(img, size, params.fit, getattr(params, "keep_alpha", False))
     except _IMAGE_ERRORS as e:
         raise ConfigError(field, what, "an image PIL can read (PNG, JPEG, WEBP…)", str(e)) from e
 
