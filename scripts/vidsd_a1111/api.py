@@ -51,6 +51,7 @@ def check_request(body: Any, *, model_is_sdxl: bool | None) -> dict | None:
         or _check_steps(body, model_is_sdxl)
         or _check_multiframe(body)
         or _check_keyframes(body)
+        or _check_stylize(body)
     )
 
 
@@ -79,6 +80,30 @@ def _check_keyframes(body: dict) -> dict | None:
     return None
 
 
+def _check_stylize(body: dict) -> dict | None:
+    """``script_name: "Video stylisation"`` with ``script_args: [{...}]`` (or the list form)."""
+    if str(body.get("script_name") or "").lower() != binding.STYLIZE.key.lower():
+        return None
+    args = body.get("script_args") or []
+    if not isinstance(args, list):
+        return _config_answer(ConfigError("script_args", type(args).__name__, "a list: [{...}]"))
+    try:
+        from .stylize_job import check, parse
+
+        params, video_path = parse(args, is_api=True)
+        animatediff = _script_args(body, SCRIPT_NAME)
+        if animatediff and (
+            animatediff[0] is True or isinstance(animatediff[0], dict) and animatediff[0].get("enable")
+        ):
+            raise ConfigError("AnimateDiff", "enabled", "off while Video stylisation renders its frames")
+        check(params, video_path, body)
+    except ConfigError as e:
+        return _config_answer(e)
+    except VidsdError as e:
+        return {"error": type(e).__name__, "field": "interp_model", "detail": str(e)}
+    return None
+
+
 def _check_multiframe(body: dict) -> dict | None:
     """``script_name: "Multi-frame rendering"`` with ``script_args: [{...}]`` (or the list form)."""
     if str(body.get("script_name") or "").lower() != binding.MULTIFRAME.key.lower():
@@ -89,7 +114,7 @@ def _check_multiframe(body: dict) -> dict | None:
     try:
         from .multiframe_job import check, parse
 
-        params, video_path = parse(args if args and isinstance(args[0], dict) else [None, *args])
+        params, video_path = parse(args, is_api=True)  # the list form starts with the (empty) upload slot
         check(params, video_path, body)
     except ConfigError as e:
         return _config_answer(e)
@@ -215,6 +240,7 @@ def _add_routes(app, JSONResponse) -> None:
     app.add_api_route("/vidsd/v1/schema", binding.schema, methods=["GET"])
     app.add_api_route("/vidsd/v1/schema/steps", binding.STEPS.schema, methods=["GET"])
     app.add_api_route("/vidsd/v1/schema/keyframes", binding.KEYFRAMES.schema, methods=["GET"])
+    app.add_api_route("/vidsd/v1/schema/stylize", binding.STYLIZE.schema, methods=["GET"])
     app.add_api_route("/vidsd/v1/motion_modules", motion_modules, methods=["GET"])
 
     from . import interp_route
@@ -257,6 +283,10 @@ def _add_routes(app, JSONResponse) -> None:
         return JSONResponse(content=answer)
 
     app.add_route("/vidsd/v1/audio_keyframes", audio_keyframes_route, methods=["POST"])
+
+    from . import deflicker_route
+
+    deflicker_route.add_routes(app, JSONResponse)  # POST /vidsd/v1/deflicker, GET /vidsd/v1/schema/deflicker
 
 
 def _loaded_is_sdxl() -> bool | None:

@@ -21,6 +21,7 @@ from lib_vidsd.config import (
     MultiFrameParams,
     Params,
     StepsAnimationParams,
+    StylizeParams,
     describe,
     validate,
 )
@@ -399,10 +400,59 @@ def _unquote(raw: str) -> str:
     return raw
 
 
+STYLIZE_BINDS: tuple[Bind, ...] = (
+    Bind("combine_pattern", "Combine pattern (frame offsets, -10000 = first frame, reference_k)", "textbox"),
+    Bind("chunk_size", "Frames per UNet call", "slider", ui_max=16, step=1),
+    Bind("fixed_noise", "Same starting noise for every frame", "checkbox"),
+    Bind("control_frames", "ControlNet units without an image follow the source frames", "checkbox"),
+    Bind("input_dir", "Input folder (a name inside an allowed folder)", "textbox"),
+    Bind("start", "First frame", "number"),
+    Bind("every", "Every N-th frame", "number"),
+    Bind("max_frames", "Max frames (empty: all)", "number"),
+    Bind("fit", "Fit to the generation size", "radio"),
+    Bind("fps", "FPS (empty: the source's)", "number"),
+    Bind("smoother", "Smoother inside the denoising loop", "radio"),
+    Bind("smoother_interval", "Smooth every N steps", "number"),
+    Bind("smoother_ignore_last", "Not in the last M steps", "number"),
+    Bind("smoother_window", "Smoother window (frames on each side)", "number"),
+    Bind("post_deflicker", "Deflicker after sampling", "radio"),
+    Bind("post_window", "Deflicker window (frames on each side)", "number"),
+    Bind("patch_size", "Patch size (odd)", "slider", ui_max=31, step=2),
+    Bind("guide_weight", "Guide weight (source video)", "slider", ui_max=30, step=0.5),
+    Bind("contrast", "Contrast", "slider", ui_max=2, step=0.05),
+    Bind("sharpness", "Sharpness", "slider", ui_max=3, step=0.05),
+    Bind("output_name", "Output folder name", "textbox"),
+    Bind("keep_audio", "Keep the input video's audio", "checkbox"),
+    Bind("format", "Video formats", "checkboxgroup"),
+    Bind("loop", "Loop (GIF/WEBP/APNG; 0 = forever)", "number"),
+    Bind("interp", "Frame interpolation", "dropdown"),
+    Bind("interp_x", "Interpolation factor", "number"),
+    Bind("interp_model", "FILM/RIFE weights", "dropdown"),
+    # API only: the inputs as base64 (the UI uploads files instead)
+    Bind("input_video", "Input video (base64)", "", infotext=False),
+    Bind("input_frames", "Input frames (base64)", "", infotext=False),
+    Bind("reference_images", "Reference images (base64)", "", infotext=False),
+)
+
+
+class StylizeBinding(KeyframeBinding):
+    """The Video stylisation table. Its infotext entry lists every setting (the uploads aside), a
+    value with a comma or colon (the combine pattern) quoted as in :class:`KeyframeBinding`; pasting
+    it restores the widgets and selects the script."""
+
+    RUN_KEYS = ()
+
+    def infotext(self, params: Any, *, is_img2img: bool = True, extra: dict[str, Any] | None = None) -> str:
+        parts = [f"{b.field}: {_entry_value(_plain(getattr(params, b.field)))}" for b in self.binds if b.infotext]
+        parts += [f"{key}: {_entry_value(value)}" for key, value in (extra or {}).items() if value is not None]
+        return ", ".join(parts)
+
+
 ANIMATEDIFF = Binding(AnimateDiffParams, "AnimateDiff", ANIMATEDIFF_BINDS, "enable", images=("last_frame",))
 STEPS = Binding(StepsAnimationParams, "Steps animation", STEPS_BINDS, "enabled")
 MULTIFRAME = Binding(MultiFrameParams, "Multi-frame rendering", MULTIFRAME_BINDS, None)
 KEYFRAMES = KeyframeBinding(KeyframeParams, "Keyframe animation", KEYFRAMES_BINDS, None)
+STYLIZE = StylizeBinding(StylizeParams, "Video stylisation", STYLIZE_BINDS, None)
 
 # AnimateDiff's table under the module-level names the rest of the glue uses
 INFOTEXT_KEY = ANIMATEDIFF.key

@@ -15,6 +15,7 @@ PREFIX = {
     binding.STEPS.key: "vidsd_sa",
     binding.MULTIFRAME.key: "vidsd_mf",
     binding.KEYFRAMES.key: "vidsd_kf",
+    binding.STYLIZE.key: "vidsd_vs",
 }
 
 
@@ -62,6 +63,7 @@ LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("row", ("stride", "overlap", "closed_loop")),
     ("row", ("fuse", "interp", "interp_x", "interp_model")),
     ("row", ("motion_lora", "motion_lora_strength")),
+    ("row", ("deflicker", "deflicker_window")),
     ("accordion:FreeInit", ("freeinit_enable", "freeinit_filter", "freeinit_ds", "freeinit_dt", "freeinit_iters")),
     (
         "accordion:First and last frame (img2img)",
@@ -145,6 +147,7 @@ MULTIFRAME_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("row", ("mode", "first_denoise")),
     ("row", ("third_frame", "loopback_source", "seed_mode")),
     ("row", ("color_correction", "color_strength")),
+    ("row", ("deflicker", "deflicker_window")),
     ("row", ("frame_prompts",)),
     ("accordion:Input frames", ("input_dir", "start", "end", "every", "max_frames", "fit", "fps")),
     ("accordion:Masks and transparency", ("mask_dir", "mask_match", "keep_alpha")),
@@ -165,6 +168,7 @@ class Upload:
     label: str
     hover: str
     group: str | None = None
+    multiple: bool = False  # several files (a list of paths)
 
 
 @dataclass(frozen=True)
@@ -227,6 +231,28 @@ def _keyframe_extras(gr, group: str, widgets: dict, uploads: dict, tab: str) -> 
     button.click(fn=analyse, inputs=[uploads["audio"], widgets["fps"], widgets["audio_component"]], outputs=[out])
 
 
+STYLIZE_LAYOUT: tuple = (
+    ("row", ("combine_pattern", "chunk_size")),
+    ("row", ("fixed_noise", "control_frames")),
+    ("accordion:Reference images (reference_k in the combine pattern)", ()),
+    ("accordion:Input frames", ("input_dir", ("start", "every", "max_frames"), ("fit", "fps"))),
+    (
+        "accordion:Deflicker (patch-match smoother)",
+        (
+            ("smoother", "smoother_interval", "smoother_ignore_last", "smoother_window"),
+            ("post_deflicker", "post_window"),
+            ("patch_size", "guide_weight"),
+            ("contrast", "sharpness"),
+        ),
+    ),
+    ("accordion:Output", (("output_name", "keep_audio"), "format", ("loop", "interp", "interp_x", "interp_model"))),
+)
+STYLIZE_NOTE = (
+    "Prompt, negative prompt, size, steps, CFG scale, seed and denoising strength are img2img's own (1.0 renders "
+    "from noise, for use with ControlNet). With sd-webui-controlnet, set up units in its panel: those without an "
+    "image get each frame's source image."
+)
+
 PLAIN: dict[str, PlainSpec] = {
     binding.MULTIFRAME.key: PlainSpec(
         MULTIFRAME_LAYOUT,
@@ -258,6 +284,25 @@ PLAIN: dict[str, PlainSpec] = {
         extras=_keyframe_extras,
         typed_paste=True,
     ),
+    binding.STYLIZE.key: PlainSpec(
+        STYLIZE_LAYOUT,
+        (
+            Upload(
+                "upload",
+                "Input video (or use an input folder below)",
+                "The video to stylise (or name an input folder).",
+            ),
+            Upload(
+                "references",
+                "Reference images",
+                "Images every frame also attends to where the combine pattern says reference_0, reference_1, …",
+                "accordion:Reference images (reference_k in the combine pattern)",
+                multiple=True,
+            ),
+        ),
+        note=STYLIZE_NOTE,
+        typed_paste=True,
+    ),
 }
 EXTRA_TITLES = {
     "vidsd_kf_{tab}_analyse": "Show the audio's onsets as key frames (frame: seconds) at the FPS above (10 when 0).",
@@ -283,7 +328,8 @@ def build_plain(script, is_img2img: bool, bnd: binding.Binding = binding.MULTIFR
     def add_uploads(group):
         for up in spec.uploads:
             if up.group == group:
-                uploads[up.name] = gr.File(label=up.label, elem_id=f"{prefix}_{tab}_{up.name}")
+                count = "multiple" if up.multiple else "single"
+                uploads[up.name] = gr.File(label=up.label, elem_id=f"{prefix}_{tab}_{up.name}", file_count=count)
 
     def add(field):
         by_field[field] = _widget(gr, binds[field], widget_spec(binds[field], is_img2img, bnd), visible=True)
