@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
@@ -498,7 +499,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", help="torch device for the matcher (default: cuda when available, else cpu)")
     from .config import DeflickerParams
 
-    _add_fields(p, describe(DeflickerParams))
+    fields = describe(DeflickerParams)  # "none" is a choice of the output options, not of this command
+    fields = [dataclasses.replace(f, choices=tuple(c for c in f.choices if c != "none")) if f.name == "mode" else f
+              for f in fields]  # fmt: skip
+    _add_fields(p, fields)
     p.set_defaults(func=_cmd_deflicker)
 
     p = sub.add_parser(

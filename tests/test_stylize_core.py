@@ -557,3 +557,4 @@ def test_local_paths_only(tmp_path):
     with pytest.raises(ConfigError, match="input_video"):
         check_local_paths(DiffSynthExtras(model=str(tmp_path), input_path=str(tmp_path / "nope.mp4")))
     check_local_paths(DiffSynthExtras(model=str(tmp_path), input_path=str(video)))
+    check_local_paths(DiffSynthExtras(model=None, input_path=str(video)))  # no model_id: the tiny built-in model

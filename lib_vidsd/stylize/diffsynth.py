@@ -326,10 +326,10 @@ def diffsynth_config(
 
 
 def check_local_paths(extras: DiffSynthExtras) -> None:
-    """Refuse model ids that are not existing local paths (nothing is downloaded) and a missing input."""
-    for key, value in [("model_id", extras.model)] + [
-        (f"controlnet_model_id[{i}]", m) for i, m in enumerate(extras.controlnets)
-    ]:
+    """Refuse model ids that are not existing local paths (nothing is downloaded) and a missing input.
+    No ``model_id`` at all means the tiny built-in model (like the other commands without ``--model``)."""
+    named = [("model_id", extras.model)] if extras.model is not None else []
+    for key, value in named + [(f"controlnet_model_id[{i}]", m) for i, m in enumerate(extras.controlnets)]:
         if value is None:
             raise ConfigError(key, value, "a local diffusers model folder or .safetensors/.ckpt file")
         if not Path(value).exists():
