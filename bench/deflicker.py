@@ -178,7 +178,7 @@ def _accept(nnf, err, cand, h, w, cost) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def run_config(name: str, guide, style) -> tuple[float, int]:
+def run_config(name: str, guide, style, device: str = "cpu") -> tuple[float, int]:
     """Seconds for one configuration on the whole clip, and the patch-match pairs it needed."""
     config = CONFIGS[name]
     pairs = {"n": 0}
@@ -189,9 +189,9 @@ def run_config(name: str, guide, style) -> tuple[float, int]:
     start = time.perf_counter()
     if "keyframes" in config:
         keys = {k: style[k] for k in config["keyframes"]}
-        interpolate_keyframes(guide, keys, patch_size=config["patch_size"], device="cpu", progress=progress)
+        interpolate_keyframes(guide, keys, patch_size=config["patch_size"], device=device, progress=progress)
     else:
-        deflicker(style, guide=guide, mode=config["mode"], window=config["window"], device="cpu", progress=progress)
+        deflicker(style, guide=guide, mode=config["mode"], window=config["window"], device=device, progress=progress)
     return time.perf_counter() - start, pairs["n"]
 
 
@@ -223,8 +223,11 @@ def main(argv=None) -> int:
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", type=Path, default=ROOT / "bench" / "results" / "deflicker.json")
+    parser.add_argument("--device", default="cpu", help="torch device of the matcher (cpu, cuda)")
+    parser.add_argument("--json", type=Path, default=None, help="default: bench/results/deflicker[_DEVICE].json")
     args = parser.parse_args(argv)
+    suffix = "" if args.device == "cpu" else "_" + args.device.replace(":", "")
+    args.json = args.json or ROOT / "bench" / "results" / f"deflicker{suffix}.json"
     torch.set_num_threads(args.threads)
     reference = json.loads(SPEED_JSON.read_text()) if SPEED_JSON.exists() else None
     ref_runs = {(r["size"], r["config"]): r for r in reference["per_run"]} if reference else {}
@@ -236,8 +239,10 @@ def main(argv=None) -> int:
     for size in args.sizes:
         guide, style = make_clip(size, args.frames)
         blend_pixels = pyramid_pixels(size, pm.MatchSettings())
+        if args.device != "cpu":  # warm-up at this size: kernels, allocator
+            deflicker(style[:4], guide=guide[:4], mode="accurate", window=1, device=args.device)
         for name in args.configs:
-            seconds, pairs = run_config(name, guide, style)
+            seconds, pairs = run_config(name, guide, style, args.device)
             row = {
                 "size": size,
                 "config": name,
@@ -259,7 +264,8 @@ def main(argv=None) -> int:
             results.append(row)
             print(json.dumps(row), file=sys.stderr)
     record = {
-        "what": "seconds per frame of lib_vidsd.consistency.deflicker on CPU; see bench/deflicker.py",
+        "what": f"seconds per frame of lib_vidsd.consistency.deflicker on {args.device}; see bench/deflicker.py",
+        "device": args.device if args.device == "cpu" else torch.cuda.get_device_name(),
         "machine": {
             "cpu": platform.processor() or platform.machine(),
             "cores_visible": __import__("os").cpu_count(),
@@ -287,7 +293,7 @@ def main(argv=None) -> int:
     ok_naive = naive["speedup"] >= GOAL_NAIVE
     ok_ref = bool(speedups) and min(speedups) > 1.0
     print(
-        f"deflicker: {'; '.join(parts)}; naive 32px pair {naive['naive_s_per_pair']:.1f} s vs ours "
+        f"deflicker ({args.device}): {'; '.join(parts)}; naive 32px pair {naive['naive_s_per_pair']:.1f} s vs ours "
         f"{naive['ours_s_per_pair'] * 1000:.0f} ms ({naive['speedup']:.0f}x, goal >= {GOAL_NAIVE:.0f}x: "
         f"{'ok' if ok_naive else 'MISSED'}); faster than the reference everywhere: {'ok' if ok_ref else 'MISSED'}"
     )
