@@ -699,6 +699,35 @@ def _folder_in_root(value: str) -> str:
         raise ValueError("a folder name inside a configured folder (no '..', no absolute path)") from None
 
 
+def _base64_video(value):
+    """A base64 video upload (empty text: none), at most MAX_UPLOAD_BYTES decoded."""
+    if value is not None and not value.strip():
+        return None
+    if value is not None and _base64_size(value) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"a video of at most {MAX_UPLOAD_BYTES >> 20} MiB")
+    return value
+
+
+def _frames_alone(value, values):
+    """Base64 frames: the only input when given, at most MAX_MULTIFRAME_FRAMES, MAX_UPLOAD_BYTES together."""
+    if not value:
+        return None
+    if values.get("input_video"):
+        raise ValueError("empty when input_video is given (one input only)")
+    if len(value) > MAX_MULTIFRAME_FRAMES:
+        raise ValueError(f"at most {MAX_MULTIFRAME_FRAMES} images")
+    if sum(_base64_size(v) for v in value) > MAX_UPLOAD_BYTES:
+        raise ValueError(f"images of at most {MAX_UPLOAD_BYTES >> 20} MiB together")
+    return value
+
+
+def _dir_alone(value, values):
+    """A server folder: the only input when given."""
+    if value and (values.get("input_video") or values.get("input_frames")):
+        raise ValueError("empty when input_video or input_frames is given (one input only)")
+    return value
+
+
 def safe_folder_name(value: str, limit: int = 80) -> str:
     """Letters, digits, ``-``, ``_`` and ``.`` of ``value`` (spaces become ``_``); no dot or ``_`` at
     either end (no hidden folders, nothing Windows would trim)."""
@@ -802,31 +831,9 @@ class MultiFrameParams(Params):
     _formats = validator("format", pre=True, allow_reuse=True)(_video_formats)
     _folders = validator("input_dir", "mask_dir", allow_reuse=True)(_folder_in_root)
 
-    @validator("input_video")
-    def _video_size(cls, value):
-        if value is not None and not value.strip():
-            return None
-        if value is not None and _base64_size(value) > MAX_UPLOAD_BYTES:
-            raise ValueError(f"a video of at most {MAX_UPLOAD_BYTES >> 20} MiB")
-        return value
-
-    @validator("input_frames", always=True)
-    def _frames_alone(cls, value, values):
-        if not value:
-            return None
-        if values.get("input_video"):
-            raise ValueError("empty when input_video is given (one input only)")
-        if len(value) > MAX_MULTIFRAME_FRAMES:
-            raise ValueError(f"at most {MAX_MULTIFRAME_FRAMES} images")
-        if sum(_base64_size(v) for v in value) > MAX_UPLOAD_BYTES:
-            raise ValueError(f"images of at most {MAX_UPLOAD_BYTES >> 20} MiB together")
-        return value
-
-    @validator("input_dir")
-    def _dir_alone(cls, value, values):
-        if value and (values.get("input_video") or values.get("input_frames")):
-            raise ValueError("empty when input_video or input_frames is given (one input only)")
-        return value
+    _video = validator("input_video", allow_reuse=True)(_base64_video)
+    _frames = validator("input_frames", always=True, allow_reuse=True)(_frames_alone)
+    _one_input = validator("input_dir", allow_reuse=True)(_dir_alone)
 
     @validator("end")
     def _end_after_start(cls, value, values):
@@ -1155,31 +1162,9 @@ class StylizeParams(Params):
     _folders = validator("input_dir", allow_reuse=True)(_folder_in_root)
     _pattern = validator("combine_pattern", pre=True, allow_reuse=True)(_combine_pattern)
 
-    @validator("input_video")
-    def _video_size(cls, value):
-        if value is not None and not value.strip():
-            return None
-        if value is not None and _base64_size(value) > MAX_UPLOAD_BYTES:
-            raise ValueError(f"a video of at most {MAX_UPLOAD_BYTES >> 20} MiB")
-        return value
-
-    @validator("input_frames", always=True)
-    def _frames_alone(cls, value, values):
-        if not value:
-            return None
-        if values.get("input_video"):
-            raise ValueError("empty when input_video is given (one input only)")
-        if len(value) > MAX_MULTIFRAME_FRAMES:
-            raise ValueError(f"at most {MAX_MULTIFRAME_FRAMES} images")
-        if sum(_base64_size(v) for v in value) > MAX_UPLOAD_BYTES:
-            raise ValueError(f"images of at most {MAX_UPLOAD_BYTES >> 20} MiB together")
-        return value
-
-    @validator("input_dir")
-    def _dir_alone(cls, value, values):
-        if value and (values.get("input_video") or values.get("input_frames")):
-            raise ValueError("empty when input_video or input_frames is given (one input only)")
-        return value
+    _video = validator("input_video", allow_reuse=True)(_base64_video)
+    _frames = validator("input_frames", always=True, allow_reuse=True)(_frames_alone)
+    _one_input = validator("input_dir", allow_reuse=True)(_dir_alone)
 
     @validator("reference_images", always=True)
     def _references(cls, value, values):
