@@ -188,6 +188,10 @@ class MultiFrameJob:
     :class:`~lib_vidsd.errors.Interrupted` (finished frames stay, no video is written), a skip
     request ends the clip at the frames finished so far and writes the videos from them. A frame
     whose render was cut short by either is not saved.
+
+    :meth:`run` is the whole job; a host that runs the loop itself (A1111's img2img batch tab, one
+    image per call) uses :meth:`begin`, :meth:`step` per frame and :meth:`finish`, with the same
+    results.
     """
 
     def __init__(
@@ -226,6 +230,8 @@ class MultiFrameJob:
         self.deflicker = option_settings(params.deflicker, params.deflicker_window)
         check_frame_size(self.deflicker, self.width, self.height)
         self._outputs: dict[int, np.ndarray] = {}  # RGB outputs still needed as references
+        self.result: MultiFrameResult | None = None  # from begin()
+        self._start, self._replays, self._ended = 0, [], False
 
     # --- checks before anything runs ---------------------------------------------------------
 
@@ -259,34 +265,75 @@ class MultiFrameJob:
     # --- the loop ----------------------------------------------------------------------------
 
     def run(self) -> MultiFrameResult:
+        """The whole job: :meth:`begin`, :meth:`step` for each frame of the source, :meth:`finish`."""
+        self.begin()
+        for frame in self.source:
+            if not self.step(frame):
+                break
+        return self.finish()
+
+    # --- frame by frame (the host runs the loop) -----------------------------------------------
+
+    def begin(self) -> MultiFrameResult:
+        """Prepare the folder (resume reads the finished frames there) and start the job's result.
+
+        Then give the frames to :meth:`step` in order (``index`` 0, 1, …) and end with :meth:`finish`.
+        This is :meth:`run` with the loop left to the host: A1111's img2img batch tab hands the
+        script one image per call."""
         start = self._prepare_folder()
         if start:
             log.info("resuming %s from frame %d", self.out_dir, start)
-        result = MultiFrameResult(self.out_dir, [], fps=self.fps)
-        replays: list[InputFrame] = []
-        for frame in self.source:
-            k = frame.index
-            total = max(self.source.count, k + 1)
-            if k < start:
-                result.frames.append(frame_path(self.out_dir, k))
-                if self.params.mode.cross_frame and k in (0, start - 1):
-                    replays.append(frame)
-                self.progress(k + 1, total, f"frame {k + 1}/{total} (done before)")
-                continue
-            if self._halted(f"before frame {k + 1}"):
-                result.complete = False
-                break
-            for old in replays:
-                self._call(self.request(old, replay=True))
-            replays.clear()
-            request = self.request(frame)
-            image = self._call(request)
-            if self._halted(f"after frame {k + 1}"):  # the render may have been cut short: not saved
-                result.complete = False
-                break
-            result.frames.append(self._save(frame, request, self._finish(request, image)))
-            result.rendered += 1
-            self.progress(k + 1, total, f"frame {k + 1}/{total}")
+        self._start = start
+        self._replays = []
+        self.result = MultiFrameResult(self.out_dir, [], fps=self.fps)
+        self._ended = False
+        return self.result
+
+    def step(self, frame: InputFrame) -> bool:
+        """Render ``frame`` (the next one: its ``index`` is the number of frames given so far) and
+        save it, or take it from the folder when a resumed job finished it before. ``False`` when a
+        skip request ended the clip (the frame is not saved; give no more frames, call
+        :meth:`finish`). A stop request raises :class:`~lib_vidsd.errors.Interrupted`."""
+        result, k = self.result, frame.index
+        if result is None:
+            raise VidsdError("begin() the job before giving it frames")
+        if self._ended:
+            raise VidsdError(f"frame {k + 1} given after the clip ended")
+        if k != len(result.frames):
+            raise VidsdError(f"frame {k + 1} given out of order (frame {len(result.frames) + 1} comes next)")
+        total = max(self.source.count, k + 1)
+        if k < self._start:
+            result.frames.append(frame_path(self.out_dir, k))
+            if self.params.mode.cross_frame and k in (0, self._start - 1):
+                self._replays.append(frame)
+            self.progress(k + 1, total, f"frame {k + 1}/{total} (done before)")
+            return True
+        if self._halted(f"before frame {k + 1}"):
+            return self._end_early()
+        for old in self._replays:
+            self._call(self.request(old, replay=True))
+        self._replays.clear()
+        request = self.request(frame)
+        image = self._call(request)
+        if self._halted(f"after frame {k + 1}"):  # the render may have been cut short: not saved
+            return self._end_early()
+        result.frames.append(self._save(frame, request, self._finish(request, image)))
+        result.rendered += 1
+        self.progress(k + 1, total, f"frame {k + 1}/{total}")
+        return True
+
+    def _end_early(self) -> bool:
+        self.result.complete = False
+        self._ended = True
+        return False
+
+    def finish(self) -> MultiFrameResult:
+        """The clip's deflicker pass and videos from the frames given so far; the job's result.
+        Nothing is written when a skip ended the clip before its first frame."""
+        result = self.result
+        if result is None:
+            raise VidsdError("begin() the job before finishing it")
+        self._ended = True
         if not result.frames:
             if not result.complete:
                 return result

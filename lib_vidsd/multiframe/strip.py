@@ -7,14 +7,20 @@ the current frame, which ties the frames together without any temporal model.
 
 Images are PIL images or ``uint8`` arrays ``(H, W)`` / ``(H, W, C)``; each function returns the kind
 it was given.
+
+:func:`side_cells` says which frames fill a strip's side cells; :func:`control_image` builds the
+same strip from the *source* frames (what ControlNet units without an image of their own follow).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
+
+from ..config import LoopbackSource, ThirdFrame
 
 Img = TypeVar("Img", Image.Image, np.ndarray)
 
@@ -87,3 +93,43 @@ def crop_centre(strip: Img, width: int, height: int) -> Img:
     if arr.shape[0] != height or arr.shape[1] < 2 * width:
         raise ValueError(f"strip {arr.shape[1]}x{arr.shape[0]} holds no {width}x{height} centre cell")
     return arr[:, CENTRE * width : (CENTRE + 1) * width].copy()
+
+
+def side_cells(index: int, loopback: LoopbackSource, third: ThirdFrame) -> tuple[int, int | None]:
+    """The frames whose images fill the side cells of frame ``index``'s strip (``index`` ≥ 1):
+    ``(left, right)``, ``right`` ``None`` when the strip has no third cell.
+
+    Left (the loopback source): the previous frame, the frame itself, or the first frame. Right
+    (the third cell): none, the first frame, the frame itself, or the frame two back (the first
+    frame while there is no such frame). The job fills these cells with the frames' outputs (or
+    the input for the frame itself); :func:`control_image` with their source frames.
+    """
+    if index < 1:
+        raise ValueError(f"frame {index} is rendered alone, not as a strip")
+    left = {LoopbackSource.INPUT_FRAME: index, LoopbackSource.FIRST_GEN: 0}.get(loopback, index - 1)
+    if third is ThirdFrame.NONE:
+        return left, None
+    if third is ThirdFrame.ORIGINAL_IMG:
+        return left, index
+    if third is ThirdFrame.HISTORICAL and index >= 2:
+        return left, index - 2
+    return left, 0
+
+
+def control_image(
+    index: int, cells: int, loopback: LoopbackSource, third: ThirdFrame, source: Callable[[int], Img]
+) -> Img:
+    """The control image of frame ``index`` rendered as ``cells`` cells (a ``RenderRequest``'s
+    ``index`` and ``cells``): ``source(index)`` for a frame rendered alone (``cells`` 1), else the
+    strip ``[source of the loopback cell | source(index) | source of the third cell]``, built
+    exactly like the img2img strip (same cells, widths and order; see :func:`side_cells`).
+    ``source(i)`` is input frame ``i`` at the generation size.
+    """
+    if cells == 1:
+        return source(index)
+    left, right = side_cells(index, loopback, third)
+    if cells != (2 if right is None else 3):
+        raise ValueError(
+            f"frame {index} with third cell {third.value} is a strip of {3 - (right is None)} cells, not {cells}"
+        )
+    return build_strip(source(left), source(index), None if right is None else source(right))

@@ -5,6 +5,12 @@ this file supplies the renderer (A1111's img2img with the strip as init image an
 cell as inpaint mask, as the WebUI's own loopback script reuses ``p``), cross-frame attention on
 the loaded UNet (restored in a ``finally``), progress and interrupt through ``shared.state``, and
 the folders: input folders only inside the allowed roots, outputs below the img2img outputs.
+
+With sd-webui-controlnet, every enabled unit without an image of its own gets, before each frame's
+``process_images``, the control image built from the *source* frames the way the init image is
+built (``lib_vidsd.multiframe.strip.control_image``: the strip of the source frames in strip modes,
+the source frame for a frame rendered alone), through ``external_code``; the job's ControlNet
+arguments are put back afterwards (also after an error).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from lib_vidsd.config import MultiFrameParams
@@ -27,9 +34,11 @@ from lib_vidsd.multiframe import (
     job_folder,
     multiframe_infotext,
 )
-from lib_vidsd.multiframe.sources import open_masks, open_source, selected_indices
+from lib_vidsd.multiframe.sources import FrameSource, open_masks, open_source, selected_indices
+from lib_vidsd.multiframe.strip import control_image
 
 from . import binding, models
+from .controlnet import UnitImages
 
 log = logging.getLogger("vidsd.a1111.multiframe")
 
@@ -51,12 +60,31 @@ def check(params: MultiFrameParams, video_path: str | None = None, body: dict | 
     the roots, the frame range, every base64 frame decodable, per-frame prompts, a mask for each
     frame of a numbered source, the videos' frame rate, interpolation weights. ``body`` is the
     request (size, prompt)."""
-    from lib_vidsd.config import MAX_FPS
     from lib_vidsd.multiframe.perframe import FramePrompts
-    from lib_vidsd.multiframe.sources import InputFrame, input_kind, resolve_in_roots
+    from lib_vidsd.multiframe.sources import InputFrame, resolve_in_roots
     from lib_vidsd.video import list_images
 
     body = body or {}
+    kind, count, fps, size, roots = check_source(params, video_path, body)
+    FramePrompts(str(body.get("prompt") or ""), params.frame_prompts, count)
+    masks = open_masks(params, size=size, roots=roots)
+    if masks is not None:  # each frame has its mask (names only: nothing is decoded)
+        if kind == "input_dir":
+            files = list_images(resolve_in_roots(params.input_dir, roots, field="input_dir"))
+            names = [f.stem for f in files]
+        else:
+            names = [str(i) for i in range(max(count * params.every + params.start, 1))]
+        for k, i in enumerate(selected_indices(len(names), params)[:count]):
+            masks.path_for(InputFrame(k, i, names[i], None))
+    check_video_rate(params, fps)
+
+
+def check_source(params, video_path: str | None, body: dict) -> tuple[str, int, float, tuple[int, int], list[Path]]:
+    """The input of a clip job (Multi-frame, Video stylisation) opened as the job will open it: one
+    input, a folder inside the roots, every base64 frame decodable, a frame range holding frames.
+    Returns ``(kind, frame count, fps, generation size, roots)``; errors name the field."""
+    from lib_vidsd.multiframe.sources import input_kind, resolve_in_roots
+
     kind = input_kind(params, video_path)
     roots = input_roots()
     if kind == "input_dir":
@@ -72,16 +100,13 @@ def check(params: MultiFrameParams, video_path: str | None = None, body: dict | 
         raise ConfigError(kind, "…", "a readable video or images", str(e)) from e
     if count == 0:
         raise ConfigError("start", params.start, "a frame range holding at least one frame of the input")
-    FramePrompts(str(body.get("prompt") or ""), params.frame_prompts, count)
-    masks = open_masks(params, size=size, roots=roots)
-    if masks is not None:  # each frame has its mask (names only: nothing is decoded)
-        if kind == "input_dir":
-            files = list_images(resolve_in_roots(params.input_dir, roots, field="input_dir"))
-            names = [f.stem for f in files]
-        else:
-            names = [str(i) for i in range(max(count * params.every + params.start, 1))]
-        for k, i in enumerate(selected_indices(len(names), params)[:count]):
-            masks.path_for(InputFrame(k, i, names[i], None))
+    return kind, count, fps, size, roots
+
+
+def check_video_rate(params, fps: float) -> None:
+    """Interpolated videos stay within MAX_FPS, and the interpolation weights exist."""
+    from lib_vidsd.config import MAX_FPS
+
     if params.format and params.interp.value != "none":
         if fps * params.interp_x > MAX_FPS:
             top = int(MAX_FPS // fps)
@@ -127,11 +152,36 @@ class _State:
         return bool(shared.state.skipped)
 
 
-class Renderer:
-    """One img2img ``process_images`` per request on the job's own ``p``."""
+class SourceFrames:
+    """The source frames as the job reads them (``source`` wraps ``original``; the original keeps
+    its cleanup), so each request's control image can be built from the frames it refers to: the
+    first frame and the last three read are kept."""
 
-    def __init__(self, p, cross_frame: bool):
+    def __init__(self, original: FrameSource):
+        self.frames: dict[int, np.ndarray] = {}
+        self.source = FrameSource(
+            self._read, count=original.count, fps=original.fps, size=original.size, path=original.path
+        )
+        self._original = original
+
+    def _read(self):
+        for frame in self._original:
+            self.frames[frame.index] = frame.image
+            for old in [i for i in self.frames if 0 < i < frame.index - 2]:
+                del self.frames[old]
+            yield frame
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.frames[index]
+
+
+class Renderer:
+    """One img2img ``process_images`` per request on the job's own ``p``. ``control(request)``, when
+    given, runs just before each ``process_images`` (ControlNet's images)."""
+
+    def __init__(self, p, cross_frame: bool, control=None):
         self.p = p
+        self.control = control
         self.attention = None
         if cross_frame:
             from modules import shared
@@ -161,6 +211,8 @@ class Renderer:
             if req.first:
                 attention.reset()
             attention.begin_frame(req.index)
+        if self.control is not None:
+            self.control(req)
         processed = processing.process_images(p)
         if attention is not None:
             attention.end_frame()
@@ -195,7 +247,18 @@ def run(p, params: MultiFrameParams, video_path: str | None):
     p.extra_generation_params[binding.MULTIFRAME.key] = setting_text
     base = {"prompt": p.prompt, "seed": int(p.seed), "denoise": float(p.denoising_strength)}
     shared.state.job_count = source.count + (2 if params.mode.cross_frame and params.resume else 0)
-    renderer = Renderer(p, params.mode.cross_frame)
+    units = UnitImages(p, "Multi-frame rendering")
+    control = None
+    if units.active:  # units without an image follow the source frames, laid out like the init image
+        read = SourceFrames(source)
+        source_for_job = read.source
+
+        def control(req: RenderRequest) -> None:
+            units.set(control_image(req.index, req.cells, params.loopback_source, params.third_frame, read.__getitem__))
+
+    else:
+        source_for_job = source
+    renderer = Renderer(p, params.mode.cross_frame, control)
     frame_size = (p.width, p.height)
 
     def infotext(req: RenderRequest) -> str:
@@ -204,7 +267,7 @@ def run(p, params: MultiFrameParams, video_path: str | None):
     try:
         with source:
             job = MultiFrameJob(
-                params, renderer, source=source, out_dir=out_dir, masks=masks, infotext=infotext,
+                params, renderer, source=source_for_job, out_dir=out_dir, masks=masks, infotext=infotext,
                 interp_model=interp_model, progress=_progress, stop=_State(), **base,
             )  # fmt: skip
             result = job.run()
@@ -214,6 +277,7 @@ def run(p, params: MultiFrameParams, video_path: str | None):
         result = MultiFrameResult(out_dir, done, complete=False)
     finally:
         renderer.close()
+        units.restore()
         p.width, p.height = frame_size  # the renders set the strip's size; the job's result is frames
         if out_dir.is_dir() and not any(out_dir.iterdir()):
             out_dir.rmdir()  # failed before its first frame: no empty folder left behind

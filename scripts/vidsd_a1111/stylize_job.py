@@ -30,10 +30,11 @@ import torch
 from PIL import Image
 
 from lib_vidsd.config import StylizeParams
-from lib_vidsd.errors import ConfigError, MediaError
+from lib_vidsd.errors import ConfigError
 from lib_vidsd.multiframe import job_folder
 
 from . import binding, models
+from .controlnet import controlnet_script, external_code, has_own_image
 from .multiframe_job import input_roots
 
 log = logging.getLogger("vidsd.a1111.stylize")
@@ -81,45 +82,22 @@ def parse(args, *, is_api: bool = False) -> tuple[StylizeParams, str | None]:
     return binding.STYLIZE.parse_args([values]), _upload_path(upload)
 
 
-def _int(value, default: int) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
-
-
 def check(params: StylizeParams, video_path: str | None = None, body: dict | None = None) -> None:
     """What the API refuses before anything runs (422 naming the field): exactly one input, folders
     inside the roots, a frame range holding frames, every base64 frame and reference image decodable,
     the videos' frame rate and interpolation weights, and the img2img fields the job cannot honour
     (an inpainting mask, ``AND`` prompts). ``body`` is the request."""
-    from lib_vidsd.config import MAX_FPS
-    from lib_vidsd.multiframe.sources import input_kind, open_source, resolve_in_roots
     from lib_vidsd.stylize import decode_references
 
+    from .multiframe_job import check_source, check_video_rate
+
     body = body or {}
-    kind = input_kind(params, video_path)
-    roots = input_roots()
-    if kind == "input_dir":
-        resolve_in_roots(params.input_dir, roots, field="input_dir")
-    size = (_int(body.get("width"), 512), _int(body.get("height"), 512))
-    try:
-        with open_source(params, size=size, roots=roots, video_path=video_path) as source:
-            count, fps = source.count, params.fps or source.fps
-            if kind == "input_frames":
-                for _frame in source:  # decodes each base64 image: a bad one is named now
-                    pass
-    except MediaError as e:
-        raise ConfigError(kind, "…", "a readable video or images", str(e)) from e
-    if count == 0:
-        raise ConfigError("start", params.start, "a frame range holding at least one frame of the input")
+    kind, _count, fps, size, _roots = check_source(params, video_path, body)
     decode_references(params, size)
     if params.keep_audio and kind not in ("input_video", "video_path"):
         raise ConfigError("keep_audio", True, "off unless the input is a video (input_video or an upload)")
     _check_request(body)
-    if params.format and params.interp.value != "none":
-        if fps * params.interp_x > MAX_FPS:
-            top = int(MAX_FPS // fps)
-            allowed = f"2..{top}" if top >= 2 else "none: even ×2 goes over the limit (lower fps or interp none)"
-            raise ConfigError("interp_x", params.interp_x, f"{allowed} at {fps:g} fps (videos at most {MAX_FPS:g} fps)")
-        models.load_vfi(params.interp.value, params.interp_model)
+    check_video_rate(params, fps)
 
 
 def _check_request(body: dict) -> None:
@@ -147,31 +125,6 @@ def refuse_conflicts(p) -> None:
 # --- ControlNet ----------------------------------------------------------------------------------
 
 
-def _controlnet_script(p):
-    runner = getattr(p, "scripts", None)
-    for script in getattr(runner, "alwayson_scripts", ()):
-        try:
-            if script.title() == "ControlNet":
-                return script
-        except Exception:  # a broken extension's title(): not ControlNet
-            continue
-    return None
-
-
-def _external_code(script):
-    """sd-webui-controlnet's ``external_code`` module, as its script module imported it."""
-    import sys
-
-    module = sys.modules.get("internal_controlnet.external_code")
-    if module is not None and hasattr(module, "get_all_units_in_processing"):
-        return module
-    for attr in vars(type(script)).values():  # the script file's globals (A1111 keeps it out of sys.modules)
-        found = getattr(attr, "__globals__", {}).get("external_code")
-        if found is not None and hasattr(found, "get_all_units_in_processing"):
-            return found
-    return None
-
-
 class ControlNetFrames:
     """sd-webui-controlnet for one job: units without an image get the source frames (written to a
     private folder as ControlNet's per-frame batch input), and before each chunk every per-frame hint
@@ -180,14 +133,14 @@ class ControlNetFrames:
 
     def __init__(self, p, frames: list[np.ndarray], follow: bool):
         self.n = len(frames)
-        self.script = _controlnet_script(p)
+        self.script = controlnet_script(p)
         self.folder: Path | None = None
         self.full: dict[int, tuple[Any, torch.Tensor]] = {}
         self.units = 0
         if self.script is None:
             log.info("Video stylisation: sd-webui-controlnet is not installed; rendering without ControlNet")
             return
-        code = _external_code(self.script)
+        code = external_code(self.script)
         if code is None:
             log.warning("Video stylisation: ControlNet found but not its external_code API; units left as they are")
             return
@@ -196,7 +149,7 @@ class ControlNetFrames:
         self.units = len(enabled)
         if not enabled:
             return
-        followed = [u for u in enabled if getattr(u, "image", None) is None and not getattr(u, "batch_images", None)]
+        followed = [u for u in enabled if not has_own_image(u)]
         if not follow or not followed:
             return
         self.folder = Path(tempfile.mkdtemp(prefix="vidsd_stylize_cn_"))

@@ -154,9 +154,21 @@ MULTIFRAME_LAYOUT: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("accordion:Output", ("output_name", "resume", "format", "loop", "interp", "interp_x", "interp_model")),
 )
 CONTROLNET_NOTE = (
-    "Filmstrip mode works alone; with sd-webui-controlnet installed, units without an image of their own follow "
-    "the whole strip, which keeps frames closer to their input."
+    "Filmstrip mode works alone; with sd-webui-controlnet, units without an image of their own follow the strip "
+    "of the source frames (the source frame when a frame is rendered alone), which keeps frames closer to their input."
 )
+CONTROLNET_RECOMMENDED = (
+    "ControlNet is recommended for filmstrip mode: install sd-webui-controlnet, and units without an image of "
+    "their own follow the strip of the source frames, which keeps frames closer to their input. Without it every "
+    "mode still works."
+)
+
+
+def multiframe_note() -> str:
+    """Multi-frame rendering's note: what ControlNet does, or that it is recommended when not installed."""
+    from .controlnet import controlnet_installed
+
+    return CONTROLNET_NOTE if controlnet_installed() else CONTROLNET_RECOMMENDED
 
 
 @dataclass(frozen=True)
@@ -181,7 +193,7 @@ class PlainSpec:
 
     layout: tuple
     uploads: tuple[Upload, ...]
-    note: str = ""
+    note: str | Callable[[], str] = ""  # a callable: asked when the UI is built
     extras: Callable | None = None
     typed_paste: bool = False
 
@@ -263,7 +275,7 @@ PLAIN: dict[str, PlainSpec] = {
                 "A video to stylise (or name an input folder below).",
             ),
         ),
-        note=CONTROLNET_NOTE,
+        note=multiframe_note,
     ),
     binding.KEYFRAMES.key: PlainSpec(
         KEYFRAMES_LAYOUT,
@@ -335,8 +347,9 @@ def build_plain(script, is_img2img: bool, bnd: binding.Binding = binding.MULTIFR
         by_field[field] = _widget(gr, binds[field], widget_spec(binds[field], is_img2img, bnd), visible=True)
 
     add_uploads(None)
-    if spec.note:
-        gr.HTML(f"<p class='vidsd-note'>{_attr(spec.note)}</p>")
+    note = spec.note() if callable(spec.note) else spec.note
+    if note:
+        gr.HTML(f"<p class='vidsd-note'>{_attr(note)}</p>")
     for kind, fields in spec.layout:
         container = gr.Accordion(kind.split(":", 1)[1], open=False) if kind.startswith("accordion:") else FormRow()
         with container:
